@@ -1,0 +1,49 @@
+"""The ASGI app: control API and the worker's `/ws` in one process (see README to split them)."""
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from control_api.routes import calls, health
+from control_api.telephony.dialer import Dialer, make_dialer
+from models.database import init_db, make_engine
+from models.log_config import configure_logging, get_logger
+from models.session_store import create_session_store
+from models.settings import Settings, get_settings
+from voice_worker.media_stream import router as media_stream_router
+from voice_worker.outcome_recorder import replay_spool
+from voice_worker.worker_deps import WorkerDeps
+
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        configure_logging(settings.log_level, settings.log_json)
+        engine = make_engine(settings.database_url)
+        init_db(engine)
+        deps = WorkerDeps(settings=settings, store=create_session_store(settings.redis_url), engine=engine)
+        replayed = replay_spool(deps)
+        app.state.worker_deps = deps
+        app.state.dialer = dialer or make_dialer(settings)
+        log.info("service_started", replayed_outcomes=replayed, **settings.safe_summary())
+        try:
+            yield
+        finally:
+            await app.state.dialer.aclose()
+            await deps.store.close()
+            engine.dispose()
+
+    app = FastAPI(title="Voice caller", version="0.1.0", lifespan=lifespan)
+    app.include_router(calls.router)
+    app.include_router(health.router)
+    app.include_router(media_stream_router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """For `uvicorn --factory control_api.main:app_factory`."""
+    return create_app()

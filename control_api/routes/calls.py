@@ -1,0 +1,123 @@
+"""POST /calls, GET /calls/{id}, GET /contexts/{id}."""
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from sqlmodel import Session
+
+from control_api.call_views import CallCreated, CallStatusResponse, from_job, from_record
+from control_api.deps import get_db, get_dialer, get_settings, get_store
+from control_api.telephony.dialer import Dialer
+from models.call_job import CallJob
+from models.call_request import CallRequest, mask_phone
+from models.context import ContextInstance
+from models.enums import CallStatus
+from models.log_config import get_logger
+from models.session_store import SessionStore, SessionStoreUnavailable
+from models.settings import Settings
+from models.tables import Call
+from prompts.context_builder import build_context
+
+log = get_logger(__name__)
+router = APIRouter(tags=["calls"])
+
+
+def _store_down() -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="session store unavailable; nothing was dialed")
+
+
+@router.post("/calls", status_code=status.HTTP_201_CREATED, response_model=CallCreated)
+async def create_call(
+    call_request: CallRequest,
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    store: Annotated[SessionStore, Depends(get_store)],
+    dialer: Annotated[Dialer, Depends(get_dialer)],
+    db: Annotated[Session, Depends(get_db)],
+) -> CallCreated:
+    context = build_context(call_request)
+    job = CallJob(context_id=context.id, phone=call_request.phone)
+    try:
+        holder = await store.claim_phone(job.phone, job.id)
+        if holder is not None:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail="this number is already being called; try again when that call ends")
+        await store.save_call(job, context)
+    except SessionStoreUnavailable:
+        raise _store_down() from None
+
+    db.add(Call(id=str(job.id), context_id=str(context.id), phone=job.phone, goal=context.goal, created_at=job.created_at))
+    db.commit()
+
+    try:
+        dialed = await dialer.dial(job, context)
+    except Exception as exc:
+        log.error("dial_failed", call_id=str(job.id), error=type(exc).__name__)
+        job.status, job.error = CallStatus.FAILED, f"dial failed: {type(exc).__name__}"
+        await _record_dial_failure(store, db, job)
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"telephony provider refused the call ({type(exc).__name__})") from None
+    if dialed.twilio_call_sid:
+        job.twilio_call_sid = dialed.twilio_call_sid
+        try:
+            await store.update_job(job)
+        except SessionStoreUnavailable:
+            log.warning("session_update_failed_after_dial", call_id=str(job.id))
+
+    log.info("call_created", call_id=str(job.id), phone=mask_phone(job.phone), goal=context.goal.value, telephony=settings.telephony_provider)
+    return CallCreated(
+        id=str(job.id),
+        status=job.status,
+        created_at=job.created_at,
+        expires_at=job.expires_at,
+        seconds_until_expiry=round(job.seconds_until_expiry(), 3),
+        context_id=str(context.id),
+        context_url=str(request.url_for("get_context", context_id=str(context.id))),
+        status_url=str(request.url_for("get_call", call_id=str(job.id))),
+        telephony=settings.telephony_provider,
+        twilio_call_sid=job.twilio_call_sid,
+        stream=dialed.stream_parameters,
+    )
+
+
+async def _record_dial_failure(store: SessionStore, db: Session, job: CallJob) -> None:
+    try:
+        await store.update_job(job)
+        await store.mark_inactive(job.id)
+        await store.release_phone(job.phone, job.id)
+    except SessionStoreUnavailable:
+        pass
+    record = db.get(Call, str(job.id))
+    if record is not None:
+        record.status, record.error = job.status, job.error
+        db.add(record)
+        db.commit()
+
+
+@router.get("/calls/{call_id}", response_model=CallStatusResponse, name="get_call")
+async def get_call(
+    call_id: UUID,
+    store: Annotated[SessionStore, Depends(get_store)],
+    db: Annotated[Session, Depends(get_db)],
+) -> CallStatusResponse:
+    try:
+        job = await store.load_job(call_id)
+    except SessionStoreUnavailable:
+        job = None
+    record = db.get(Call, str(call_id))
+    # A finished call's stored record is the truth; the live job only while the call is under way.
+    if record is not None and record.status in (CallStatus.COMPLETED, CallStatus.FAILED):
+        return from_record(record, job)
+    if job is not None:
+        return from_job(job)
+    raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"call {call_id} is unknown or has expired")
+
+
+@router.get("/contexts/{context_id}", response_model=ContextInstance, name="get_context")
+async def get_context(context_id: UUID, store: Annotated[SessionStore, Depends(get_store)]) -> ContextInstance:
+    try:
+        context = await store.load_context(context_id)
+    except SessionStoreUnavailable:
+        raise _store_down() from None
+    if context is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"context {context_id} is unknown or has expired")
+    return context

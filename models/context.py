@@ -1,0 +1,39 @@
+"""The generated context a call runs on."""
+
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, Field
+
+from models.enums import AgentStyle, CallGoal, ContextSource, TargetAudience
+
+
+class ContextInstance(BaseModel):
+    id: UUID = Field(default_factory=uuid4)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    # Copied from the CallRequest.
+    phone: str
+    name: str | None = None
+    product: str
+    offer_pricing: str
+    target: TargetAudience
+    goal: CallGoal
+    style: AgentStyle
+    booking_link: str | None = None
+    constraints: str | None = None
+
+    # Generated.
+    agent_instructions: str
+    opening_line: str
+    qualification_questions: list[str]
+    objection_handlers: dict[str, str]
+    closing_script: str
+    # The question that asks for the goal itself (a time to meet, the order,
+    # permission to follow up); None for collect_info, whose goal is the answers.
+    commitment_question: str | None = None
+
+    should_send_sms: bool = False
+    sms_message: str | None = None
+
+    source: ContextSource = ContextSource.TEMPLATE

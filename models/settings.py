@@ -1,0 +1,92 @@
+"""The one Settings object; every env var the project reads is declared here."""
+
+import secrets
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SttProvider = Literal["deepgram", "local"]
+LlmProvider = Literal["openai", "local"]
+TtsProvider = Literal["cartesia", "local"]
+TelephonyProvider = Literal["twilio", "simulator", "none"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///data/voice_caller.db"
+    redis_url: str | None = None
+    # Unset: a random key per process, which is fine for one process and a demo;
+    # set it whenever the API and the worker run as separate processes.
+    secret_key: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_hex(32)))
+    api_key: SecretStr | None = None
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    # Where the twilio client sends REST calls; only changed to reach a local emulator.
+    twilio_api_base_url: str | None = None
+
+    deepgram_api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_base_url: str | None = None
+    cartesia_api_key: SecretStr | None = None
+    cartesia_voice_id: str = "71a7ad14-091c-4e8e-a314-022ece01c121"
+    turnstile_secret: SecretStr | None = None
+    turnstile_verify_url: str = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    stt_provider: SttProvider | None = None
+    llm_provider: LlmProvider | None = None
+    tts_provider: TtsProvider | None = None
+    telephony_provider: TelephonyProvider | None = None
+
+    # Call policy.
+    max_call_seconds: float = 300.0
+    silence_timeout_seconds: float = 8.0
+    stream_start_timeout_seconds: float = 10.0
+    llm_first_token_timeout_seconds: float = 6.0
+
+    @model_validator(mode="after")
+    def _choose_providers(self) -> "Settings":
+        if self.stt_provider is None:
+            self.stt_provider = "deepgram" if self.deepgram_api_key else "local"
+        if self.llm_provider is None:
+            self.llm_provider = "openai" if self.openai_api_key else "local"
+        if self.tts_provider is None:
+            self.tts_provider = "cartesia" if self.cartesia_api_key else "local"
+        if self.telephony_provider is None:
+            self.telephony_provider = "twilio" if self.twilio_configured else "simulator"
+        return self
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)
+
+    def safe_summary(self) -> dict[str, object]:
+        """What may be shown to operators: no secrets, no credentials."""
+        return {
+            "stt_provider": self.stt_provider,
+            "llm_provider": self.llm_provider,
+            "tts_provider": self.tts_provider,
+            "telephony_provider": self.telephony_provider,
+            "openai_model": self.openai_model if self.llm_provider == "openai" else None,
+            "session_store": "redis" if self.redis_url else "memory",
+            "database": self.database_url.split(":", 1)[0],
+            "api_key_required": self.api_key is not None,
+            "turnstile_enabled": self.turnstile_secret is not None,
+            "public_base_url": self.public_base_url,
+            "max_call_seconds": self.max_call_seconds,
+            "silence_timeout_seconds": self.silence_timeout_seconds,
+        }
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

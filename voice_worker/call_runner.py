@@ -1,0 +1,82 @@
+"""Runs one call's pipeline from the first word to the stored outcome, whatever happens between."""
+
+import asyncio
+
+from fastapi import WebSocket
+from pipecat.frames.frames import TTSSpeakFrame
+from pipecat.workers.runner import WorkerRunner
+
+from models.enums import EndReason
+from models.log_config import get_logger
+from voice_worker import metrics
+from voice_worker.call_session import CallSession
+from voice_worker.hangup_policy import HangupPolicy
+from voice_worker.outcome_recorder import record_outcome
+from voice_worker.pipeline import build_pipeline
+from voice_worker.worker_deps import WorkerDeps
+
+log = get_logger(__name__)
+
+
+async def run_call(websocket: WebSocket, deps: WorkerDeps, session: CallSession) -> None:
+    call = None
+    policy = None
+    limit_task = None
+    deps.live_calls[session.call_id] = session
+    metrics.ACTIVE_CALLS.inc()
+    try:
+        call = build_pipeline(websocket, deps.settings, session)
+        worker = call.worker
+        policy = HangupPolicy(session, worker, call.serializer, deps.settings)
+        session.end_pipeline = policy.finish
+
+        @call.transport.event_handler("on_client_connected")
+        async def _greet(_transport, _ws):
+            opening = session.agent.opening()
+            await worker.queue_frame(TTSSpeakFrame(opening))
+
+        @call.transport.event_handler("on_client_disconnected")
+        async def _caller_gone(_transport, _ws):
+            session.record_end(session.agent.provisional_outcome(), EndReason.CALLER_HUNG_UP)
+            await worker.cancel(reason="media stream closed")
+
+        @call.user_aggregator.event_handler("on_user_turn_started")
+        async def _caller_started(_aggregator, _strategy):
+            await policy.on_caller_spoke()
+
+        @call.user_aggregator.event_handler("on_user_turn_stopped")
+        async def _caller_said(_aggregator, _strategy, message):
+            session.add_caller_line(message.content or "")
+
+        @call.user_aggregator.event_handler("on_user_turn_idle")
+        async def _caller_silent(_aggregator):
+            await policy.on_silence()
+
+        @call.assistant_aggregator.event_handler("on_assistant_turn_stopped")
+        async def _agent_said(_aggregator, message):
+            session.add_agent_line(message.content, interrupted=message.interrupted)
+
+        limit_task = asyncio.create_task(policy.enforce_max_duration())
+        await WorkerRunner(handle_sigint=False).run(worker)
+    except asyncio.CancelledError:
+        session.record_end(session.agent.provisional_outcome(), EndReason.ERROR, error="worker shutting down")
+        raise
+    except Exception as exc:
+        log.exception("call_pipeline_failed", call_id=session.call_id)
+        session.record_end(session.agent.provisional_outcome(), EndReason.ERROR, error=f"{type(exc).__name__}: {exc}"[:500])
+    finally:
+        if limit_task is not None:
+            limit_task.cancel()
+        if policy is not None:
+            await policy.cancel()
+        if session.outcome is None:
+            session.record_end(session.agent.provisional_outcome(), EndReason.CALLER_HUNG_UP)
+        if call is not None:
+            for reason, count in call.serializer.rejected.items():
+                metrics.MEDIA_MESSAGES_REJECTED.labels(reason).inc(count)
+        if session.llm_fallback_used:
+            metrics.LLM_FALLBACKS.inc()
+        metrics.ACTIVE_CALLS.dec()
+        deps.live_calls.pop(session.call_id, None)
+        # Shielded: a cancelled connection handler must still leave the outcome behind.
+        await asyncio.shield(record_outcome(deps, session))

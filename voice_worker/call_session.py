@@ -1,0 +1,106 @@
+"""Everything one live call knows, shared by the processors of its pipeline.
+
+The processors record into it (transcript, answers, timing, outcome); the
+call runner persists it once the pipeline has finished, whatever the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from models.call_job import CallJob, utcnow
+from models.context import ContextInstance
+from models.enums import CallOutcome, EndReason
+from models.log_config import get_logger
+from voice_worker.rule_agent import RuleBasedAgent
+
+log = get_logger(__name__)
+
+_QUESTION = re.compile(r"[^.!?]*\?")
+
+
+@dataclass
+class TranscriptEntry:
+    role: str  # "agent" | "caller"
+    text: str
+    at: datetime
+    interrupted: bool = False
+    timing: dict[str, float] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"role": self.role, "text": self.text, "at": self.at.isoformat()}
+        if self.interrupted:
+            entry["interrupted"] = True
+        if self.timing:
+            entry["timing"] = self.timing
+        return entry
+
+
+@dataclass
+class CallSession:
+    job: CallJob
+    context: ContextInstance
+    stream_sid: str = ""
+    call_sid: str | None = None
+    agent: RuleBasedAgent = field(init=False)
+    outcome: CallOutcome | None = None
+    end_reason: EndReason | None = None
+    error: str | None = None
+    started_at: datetime = field(default_factory=utcnow)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    transcript: list[TranscriptEntry] = field(default_factory=list)
+    tool_answers: dict[str, str] = field(default_factory=dict)
+    turn_metrics: list[dict[str, float]] = field(default_factory=list)
+    llm_fallback_used: bool = False
+    # Set by the runner: ends the pipeline gracefully once queued speech has played.
+    end_pipeline: Callable[[], Awaitable[None]] | None = None
+
+    def __post_init__(self) -> None:
+        self.agent = RuleBasedAgent(self.context)
+
+    @property
+    def call_id(self) -> str:
+        return str(self.job.id)
+
+    @property
+    def ending(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def answers(self) -> dict[str, str]:
+        return {**self.agent.answers, **self.tool_answers}
+
+    def record_end(self, outcome: CallOutcome, reason: EndReason, error: str | None = None) -> bool:
+        """The first decision about how the call ended wins; later ones are ignored."""
+        if self.outcome is not None:
+            return False
+        self.outcome, self.end_reason, self.error = outcome, reason, error
+        log.info("call_outcome_decided", call_id=self.call_id, outcome=outcome.value, end_reason=reason.value)
+        return True
+
+    async def end_call(self, outcome: CallOutcome, reason: EndReason = EndReason.AGENT_COMPLETED) -> None:
+        if self.record_end(outcome, reason) and self.end_pipeline is not None:
+            await self.end_pipeline()
+
+    def add_agent_line(self, text: str, interrupted: bool = False) -> None:
+        if text.strip():
+            self.transcript.append(TranscriptEntry("agent", text.strip(), utcnow(), interrupted))
+
+    def add_caller_line(self, text: str, timing: dict[str, float] | None = None) -> None:
+        if text.strip():
+            self.transcript.append(TranscriptEntry("caller", text.strip(), utcnow(), timing=timing))
+
+    def last_agent_question(self) -> str:
+        for entry in reversed(self.transcript):
+            if entry.role == "agent":
+                questions = _QUESTION.findall(entry.text)
+                return questions[-1].strip() if questions else ""
+        return ""
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started_monotonic

@@ -1,0 +1,114 @@
+"""What the caller meant, recognized from a transcript by keyword rules.
+
+Kept apart from the agent so the same recognition serves the rule-based agent,
+the DTMF handler and the transcript tags.
+"""
+
+import re
+from enum import StrEnum
+
+
+class Intent(StrEnum):
+    OPT_OUT = "opt_out"
+    NOT_INTERESTED = "not_interested"
+    CALLBACK = "callback"
+    PRICE = "price"
+    TIMING = "timing"
+    COMPETITOR = "competitor"
+    TRUST = "trust"
+    SEND_INFO = "send_info"
+    YES = "yes"
+    NO = "no"
+    TIME_PROPOSAL = "time_proposal"
+    OTHER = "other"
+
+
+# Objection intents map one to one onto the context's objection_handlers keys.
+OBJECTIONS = {
+    Intent.PRICE: "price",
+    Intent.TIMING: "timing",
+    Intent.COMPETITOR: "competitor",
+    Intent.TRUST: "trust",
+    Intent.SEND_INFO: "send_info",
+    Intent.NOT_INTERESTED: "not_interested",
+}
+
+# Order matters: the first rule that matches wins, and opting out must beat everything.
+_RULES: list[tuple[Intent, tuple[str, ...]]] = [
+    (
+        Intent.OPT_OUT,
+        (
+            r"\bstop calling\b",
+            r"\bdo not call\b",
+            r"\bdon'?t call\b",
+            r"\b(take|remove) (me|my number)\b",
+            r"\boff (your|the) list\b",
+            r"\bunsubscribe\b",
+            r"\bnever call\b",
+            r"\bstop (it|this)\b",
+        ),
+    ),
+    (Intent.NOT_INTERESTED, (r"\bnot interested\b", r"\bno interest\b", r"\bnot for (me|us)\b")),
+    (
+        Intent.CALLBACK,
+        (
+            r"\bcall (me )?(back|later)\b",
+            r"\bbusy( right)? now\b",
+            r"\bnot a good time\b",
+            r"\bbad time\b",
+            r"\bi'?m (driving|busy)\b",
+        ),
+    ),
+    (
+        Intent.PRICE,
+        (r"\bexpensive\b", r"\bhow much\b", r"\bcost\b", r"\bprice\b", r"\bafford\b", r"\bbudget is tight\b", r"\bcheaper\b"),
+    ),
+    (
+        Intent.COMPETITOR,
+        (r"\balready (use|have|got|work with)\b", r"\banother (provider|company|vendor)\b", r"\bcompetitor\b"),
+    ),
+    (
+        Intent.TRUST,
+        (r"\bwho is this\b", r"\bwho are you\b", r"\bhow did you get (my|this) number\b", r"\bscam\b", r"\bis this a robot\b"),
+    ),
+    (
+        Intent.SEND_INFO,
+        (r"\bsend (me )?(an )?(email|information|info|details|something)\b", r"\bemail me\b", r"\bin writing\b"),
+    ),
+    (Intent.TIMING, (r"\bnot (right )?now\b", r"\bmaybe later\b", r"\bnext year\b", r"\bnot the right time\b")),
+]
+
+_DAYS = r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|today|tonight|next week"
+_TIME = (
+    rf"\b({_DAYS})\b|\b(\d{{1,2}}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
+    r"\s*(o'?clock|a\.?m\.?|p\.?m\.?|thirty|fifteen|forty five)\b|\b(morning|afternoon|evening|noon)\b"
+)
+_YES = (
+    r"^(yes|yeah|yep|yup|sure|ok|okay|alright|all right|absolutely|definitely|of course|certainly|correct|right)\b",
+    r"\b(sounds good|that works|works for me|go ahead|please do|i confirm|let'?s do it|book it|i'?d like that|why not|i have a minute|i do)\b",
+)
+_NO = (r"^(no|nope|nah|not really)\b", r"\b(no thanks|no thank you|i don'?t think so|i'?m good|not at the moment)\b")
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w' ]+", " ", text.lower())).strip()
+
+
+def classify(text: str) -> Intent:
+    said = normalize(text)
+    if not said:
+        return Intent.OTHER
+    for intent, patterns in _RULES:
+        if any(re.search(p, said) for p in patterns):
+            return intent
+    if re.search(_TIME, said):
+        return Intent.TIME_PROPOSAL
+    if any(re.search(p, said) for p in _NO):
+        return Intent.NO
+    if any(re.search(p, said) for p in _YES):
+        return Intent.YES
+    return Intent.OTHER
+
+
+def mentions_time(text: str) -> bool:
+    return re.search(_TIME, normalize(text)) is not None

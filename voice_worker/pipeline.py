@@ -1,0 +1,100 @@
+"""One call's Pipecat pipeline. The list in `build_pipeline` is the architecture."""
+
+from dataclasses import dataclass
+
+from fastapi import WebSocket
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
+from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+
+from models.settings import Settings
+from voice_worker.call_session import CallSession
+from voice_worker.processors.checked_twilio_serializer import CheckedTwilioFrameSerializer
+from voice_worker.processors.keypad_opt_out import KeypadOptOut
+from voice_worker.processors.turn_timing_observer import TurnTimingObserver
+from voice_worker.providers.selection import make_llm, make_stt, make_tts
+from voice_worker.twilio_protocol import SAMPLE_RATE
+
+
+@dataclass
+class CallPipeline:
+    worker: PipelineWorker
+    transport: FastAPIWebsocketTransport
+    serializer: CheckedTwilioFrameSerializer
+    user_aggregator: object
+    assistant_aggregator: object
+
+
+def make_serializer(settings: Settings, session: CallSession) -> CheckedTwilioFrameSerializer:
+    on_twilio = bool(session.call_sid and settings.telephony_provider == "twilio" and settings.twilio_configured)
+    return CheckedTwilioFrameSerializer(
+        stream_sid=session.stream_sid,
+        call_sid=session.call_sid,
+        account_sid=settings.twilio_account_sid if on_twilio else None,
+        auth_token=settings.twilio_auth_token.get_secret_value() if on_twilio and settings.twilio_auth_token else None,
+        base_url=settings.twilio_api_base_url if on_twilio else None,
+        # Ending the call is a REST hang-up on Twilio; elsewhere closing the stream ends it.
+        params=CheckedTwilioFrameSerializer.InputParams(auto_hang_up=on_twilio),
+        call_id=session.call_id,
+    )
+
+
+def build_pipeline(websocket: WebSocket, settings: Settings, session: CallSession) -> CallPipeline:
+    serializer = make_serializer(settings, session)
+    transport = FastAPIWebsocketTransport(
+        websocket=websocket,
+        params=FastAPIWebsocketParams(
+            audio_in_enabled=True,
+            audio_out_enabled=True,
+            add_wav_header=False,
+            serializer=serializer,
+            allowed_origins=[],
+        ),
+    )
+    context = LLMContext(messages=[{"role": "system", "content": session.context.agent_instructions}])
+    if settings.llm_provider == "openai":
+        from voice_worker.providers.openai_llm import CALL_TOOLS
+
+        context = LLMContext(messages=context.get_messages(), tools=CALL_TOOLS)
+    aggregators = LLMContextAggregatorPair(
+        context,
+        user_params=LLMUserAggregatorParams(
+            user_turn_strategies=UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.3)]),
+            user_idle_timeout=settings.silence_timeout_seconds,
+        ),
+    )
+    pipeline = Pipeline(
+        [
+            transport.input(),  # Twilio media in: 8 kHz mu-law -> PCM
+            KeypadOptOut(session),  # DTMF 0 opts out
+            VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=0.3))),
+            make_stt(settings, session),
+            aggregators.user(),
+            make_llm(settings, session),
+            make_tts(settings),
+            transport.output(),  # PCM -> mu-law media out; `clear` on barge-in
+            aggregators.assistant(),
+        ]
+    )
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(
+            audio_in_sample_rate=SAMPLE_RATE,
+            audio_out_sample_rate=SAMPLE_RATE,
+            enable_metrics=True,
+        ),
+        observers=[TurnTimingObserver(session)],
+        idle_timeout_secs=None,  # the hang-up policy owns silence and duration limits
+        enable_rtvi=False,
+    )
+    return CallPipeline(worker, transport, serializer, aggregators.user(), aggregators.assistant())

@@ -1,0 +1,106 @@
+"""OpenAI chat with the call's tools, and the rule-based agent as its safety net.
+
+When the model errors, or says nothing within the first-token timeout, the
+rule-based agent answers the same turn (so the caller never sits in silence) and
+every later turn of the call.
+"""
+
+import asyncio
+
+from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+from pipecat.frames.frames import Frame, FunctionCallResultProperties, LLMTextFrame
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.services.llm_service import FunctionCallParams
+from pipecat.services.openai.llm import OpenAILLMService
+
+from models.enums import CallOutcome, EndReason
+from models.log_config import get_logger
+from voice_worker.call_session import CallSession
+from voice_worker.providers.rule_llm import answer_with_rules
+
+log = get_logger(__name__)
+
+CALL_TOOLS = ToolsSchema(
+    standard_tools=[
+        FunctionSchema(
+            name="record_answer",
+            description="Record the caller's answer to one of the qualification questions.",
+            properties={
+                "question": {"type": "string", "description": "The question, as asked"},
+                "answer": {"type": "string", "description": "The caller's answer, briefly"},
+            },
+            required=["question", "answer"],
+        ),
+        FunctionSchema(
+            name="end_call",
+            description="End the call after saying goodbye, with how it ended.",
+            properties={
+                "outcome": {"type": "string", "enum": [o.value for o in CallOutcome if o is not CallOutcome.VOICEMAIL]},
+                "summary": {"type": "string", "description": "One sentence on what was agreed"},
+            },
+            required=["outcome"],
+        ),
+    ]
+)
+
+
+class OpenAIWithRulesFallback(OpenAILLMService):
+    def __init__(self, session: CallSession, first_token_timeout: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._session = session
+        self._first_token_timeout = first_token_timeout
+        self._spoke_this_turn = asyncio.Event()
+        self.register_function("record_answer", self._record_answer)
+        self.register_function("end_call", self._end_call)
+
+    async def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM) -> None:
+        if isinstance(frame, LLMTextFrame):
+            self._spoke_this_turn.set()
+        await super().push_frame(frame, direction)
+
+    async def _process_context(self, context: LLMContext) -> None:
+        if self._session.llm_fallback_used:
+            await answer_with_rules(self, self._session, context)
+            return
+        self._spoke_this_turn.clear()
+        completion = asyncio.ensure_future(super()._process_context(context))
+        first_text = asyncio.ensure_future(self._spoke_this_turn.wait())
+        try:
+            await asyncio.wait({completion, first_text}, timeout=self._first_token_timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not completion.done() and not self._spoke_this_turn.is_set():
+                completion.cancel()
+                raise TimeoutError(f"no first token within {self._first_token_timeout}s")
+            await completion
+        except asyncio.CancelledError:
+            completion.cancel()
+            raise
+        except Exception as exc:
+            if self._spoke_this_turn.is_set():
+                # The caller already heard part of an answer; the next turn falls back.
+                log.warning("llm_failed_mid_answer", call_id=self._session.call_id, error=type(exc).__name__)
+            else:
+                log.warning("llm_failed_rules_take_over", call_id=self._session.call_id, error=type(exc).__name__)
+                self._session.llm_fallback_used = True
+                await answer_with_rules(self, self._session, context, taking_over=True)
+            self._session.llm_fallback_used = True
+        finally:
+            first_text.cancel()
+
+    async def _record_answer(self, params: FunctionCallParams) -> None:
+        question = str(params.arguments.get("question", ""))[:300]
+        answer = str(params.arguments.get("answer", ""))[:1000]
+        if question:
+            self._session.tool_answers[question] = answer
+        await params.result_callback({"recorded": True})
+
+    async def _end_call(self, params: FunctionCallParams) -> None:
+        try:
+            outcome = CallOutcome(params.arguments.get("outcome"))
+        except ValueError:
+            outcome = self._session.agent.provisional_outcome()
+        reason = EndReason.OPT_OUT if outcome is CallOutcome.OPTED_OUT else EndReason.AGENT_COMPLETED
+
+        await params.result_callback({"ended": True}, properties=FunctionCallResultProperties(run_llm=False))
+        await self._session.end_call(outcome, reason)
