@@ -4,7 +4,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from control_api.routes import calls, health
+from control_api.routes import calls, health, metrics
 from control_api.telephony.dialer import Dialer, make_dialer
 from models.database import init_db, make_engine
 from models.log_config import configure_logging, get_logger
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app = FastAPI(title="Voice caller", version="0.1.0", lifespan=lifespan)
     app.include_router(calls.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(media_stream_router)
     return app
 
