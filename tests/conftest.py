@@ -97,3 +97,12 @@ def live_server(tmp_path_factory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("server")
     with running_server(server_env(tmp, SILENCE_TIMEOUT_SECONDS="3"), log_path=tmp / "server.log") as base_url:
         yield base_url
+
+
+@pytest.fixture(scope="module")
+def redis_live_server(tmp_path_factory, redis_server) -> Iterator[str]:
+    """The app in a child process on the real redis-server."""
+    tmp = tmp_path_factory.mktemp("server-redis")
+    env = server_env(tmp, REDIS_URL=redis_server.url, STREAM_START_TIMEOUT_SECONDS="2", SILENCE_TIMEOUT_SECONDS="3")
+    with running_server(env, log_path=tmp / "server.log") as base_url:
+        yield base_url
