@@ -62,3 +62,83 @@ class ContextSource(StrEnum):
 
     TEMPLATE = "template"
     OPENAI = "openai"
+
+
+# --- Outreach domain (workspaces, leads, strategies, conversations) -----------------------------
+
+
+class LeadStage(StrEnum):
+    NEW = "NEW"
+    CONTACTED = "CONTACTED"
+    ENGAGED = "ENGAGED"
+    QUALIFIED = "QUALIFIED"
+    OUTCOME_APPOINTMENT = "OUTCOME_APPOINTMENT"
+    OUTCOME_PURCHASE = "OUTCOME_PURCHASE"
+    TAKE_OVER = "TAKE_OVER"
+    CLOSED_LOST = "CLOSED_LOST"
+    SUPPRESSED = "SUPPRESSED"
+
+
+class LeadTag(StrEnum):
+    NO_RESPONSE = "NO_RESPONSE"
+    NEUTRAL = "NEUTRAL"
+    POSITIVE = "POSITIVE"
+    RESISTIVE = "RESISTIVE"
+    DISCONNECT = "DISCONNECT"
+    STRATEGY_REVIEW_REQUIRED = "STRATEGY_REVIEW_REQUIRED"
+    INTENT_APPOINTMENT = "INTENT_APPOINTMENT"
+    INTENT_PURCHASE = "INTENT_PURCHASE"
+
+
+class BudgetTier(StrEnum):
+    GREEN = "GREEN"
+    YELLOW = "YELLOW"
+    RED = "RED"
+
+
+class FollowUpPreset(StrEnum):
+    GENTLE = "GENTLE"
+    BALANCED = "BALANCED"
+    AGGRESSIVE = "AGGRESSIVE"
+
+
+class StrategyStatus(StrEnum):
+    DRAFT = "DRAFT"
+    ACTIVE = "ACTIVE"
+    ROLLED_BACK = "ROLLED_BACK"
+
+
+class Channel(StrEnum):
+    """Where a conversation with a lead happens."""
+
+    VOICE = "voice"
+    SMS = "sms"
+
+
+class SenderType(StrEnum):
+    AGENT = "agent"
+    LEAD = "lead"
+    SYSTEM = "system"
+
+
+class MessageRole(StrEnum):
+    """A stored message's role in the model's terms (the domain seed's user/model/system)."""
+
+    USER = "user"
+    MODEL = "model"
+    SYSTEM = "system"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENT_TO_EXTERNAL = "sent_to_external"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class OptOutSource(StrEnum):
+    """How a lead opted out; every source is final."""
+
+    VOICE = "voice"
+    SMS = "sms"
+    API = "api"

@@ -1,12 +1,15 @@
 """SQLModel tables: what must outlive a call."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 from models.call_job import utcnow
+from models.column_types import UtcDateTime, enum_type
+# Call's links point at the domain's tables: they must be in the metadata wherever Call is.
+from models import domain as _domain  # noqa: F401
 from models.enums import CallGoal, CallOutcome, CallStatus, EndReason
 
 
@@ -18,19 +21,19 @@ class Call(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     context_id: str = Field(max_length=36)
     phone: str = Field(index=True, max_length=32)
-    goal: CallGoal | None = None
-    status: CallStatus = Field(default=CallStatus.PENDING, index=True)
-    outcome: CallOutcome | None = Field(default=None, index=True)
-    end_reason: EndReason | None = None
+    goal: CallGoal | None = Field(default=None, sa_type=enum_type(CallGoal))
+    status: CallStatus = Field(default=CallStatus.PENDING, index=True, sa_type=enum_type(CallStatus))
+    outcome: CallOutcome | None = Field(default=None, index=True, sa_type=enum_type(CallOutcome))
+    end_reason: EndReason | None = Field(default=None, sa_type=enum_type(EndReason))
     error: str | None = None
     twilio_call_sid: str | None = Field(default=None, index=True, max_length=64)
     telephony_status: str | None = None
     stt_provider: str | None = None
     llm_provider: str | None = None
     tts_provider: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     duration_seconds: float | None = None
     sms_sent: bool = False
     # [{"role": "agent"|"caller", "text": ..., "at": iso, "timing": {...}}]
@@ -40,3 +43,11 @@ class Call(SQLModel, table=True):
     # One entry per caller turn: end of speech, STT final, LLM first token,
     # TTS first audio, first audio sent (ms relative to end of speech).
     turn_metrics: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Who the call was for, set when POST /calls admits it (models/domain.py); None for calls
+    # recorded before the outreach domain existed.
+    workspace_id: int | None = Field(default=None, foreign_key="workspace.id", index=True)
+    lead_id: int | None = Field(default=None, foreign_key="lead.id", index=True)
+    strategy_version_id: int | None = Field(default=None, foreign_key="strategy_version.id")
+
+    # Set by POST /calls, not known to the worker: an outcome write must keep them.
+    LINK_FIELDS: ClassVar[tuple[str, ...]] = ("workspace_id", "lead_id", "strategy_version_id")

@@ -87,6 +87,8 @@ def server_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'calls.db'}",
         "SECRET_KEY": "test-secret-key",
         "LOG_JSON": "true",
+        # The suite runs at any hour; every other outreach rule still applies to its calls.
+        "ENFORCE_CALLING_HOURS": "false",
         **overrides,
     }
 
@@ -106,3 +108,116 @@ def redis_live_server(tmp_path_factory, redis_server) -> Iterator[str]:
     env = server_env(tmp, REDIS_URL=redis_server.url, STREAM_START_TIMEOUT_SECONDS="2", SILENCE_TIMEOUT_SECONDS="3")
     with running_server(env, log_path=tmp / "server.log") as base_url:
         yield base_url
+
+
+# --- PostgreSQL on loopback, and `db_url` over both databases -----------------------------------
+
+import os  # noqa: E402
+import pwd  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+import uuid  # noqa: E402
+
+import psycopg  # noqa: E402
+
+POSTGRES_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
+POSTGRES_OS_USER = "pgtest"
+
+
+def _postgres_binary(name: str) -> str:
+    found = shutil.which(name) or next((f"{d}/{name}" for d in POSTGRES_BIN_DIRS if Path(f"{d}/{name}").exists()), None)
+    if found is None:
+        pytest.fail(f"PostgreSQL's {name} is not installed (apt-get install postgresql); the database tests need a real server")
+    return found
+
+
+def _unprivileged_user() -> dict[str, int]:
+    """postgres refuses to run as root: as root, run it as a system user made for the tests."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        entry = pwd.getpwnam(POSTGRES_OS_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", POSTGRES_OS_USER], check=True)
+        entry = pwd.getpwnam(POSTGRES_OS_USER)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+@dataclass
+class PostgresServer:
+    port: int
+    workdir: Path
+    process: subprocess.Popen | None = None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        as_user = _unprivileged_user()
+        data = self.workdir / "data"
+        if as_user:
+            os.chown(self.workdir, as_user["user"], as_user["group"])
+        subprocess.run(
+            [_postgres_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.workdir, **as_user,
+        )
+        self.process = subprocess.Popen(
+            # No unix socket (-k ''), loopback only; durability is not what these tests are about.
+            [_postgres_binary("postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
+             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "postgres.log", "wb"), cwd=self.workdir, **as_user,  # noqa: SIM115
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=1).close()
+                return
+            except psycopg.OperationalError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"postgres did not start: {(self.workdir / 'postgres.log').read_text()[-2000:]}") from None
+                time.sleep(0.1)
+
+    def create_database(self) -> str:
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)  # "fast" shutdown
+            self.process.wait(timeout=30)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    # Not under pytest's tmp dirs: those are private to root, and postgres runs as another user.
+    workdir = Path(tempfile.mkdtemp(prefix="pgtest-"))
+    server = PostgresServer(free_port(), workdir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture()
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    name = postgres_server.create_database()
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """An empty database of each kind: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -53,6 +53,11 @@ def call_record(session: CallSession, deps: WorkerDeps) -> Call:
 
 def _write_db(deps: WorkerDeps, record: Call) -> None:
     with Session(deps.engine) as db:
+        stored = db.get(Call, record.id)
+        if stored is not None:
+            # The worker does not know who the call was for; merge would blank what POST /calls set.
+            for name in Call.LINK_FIELDS:
+                setattr(record, name, getattr(stored, name))
         db.merge(record)
         db.commit()
 
