@@ -8,6 +8,7 @@ from sqlmodel import Session
 from control_api.telephony.dialer import Dialer
 from models.session_store import SessionStore
 from models.settings import Settings
+from prompts.openai_context import ContextGenerator
 from voice_worker.worker_deps import WorkerDeps
 
 
@@ -25,6 +26,10 @@ def get_store(request: Request) -> SessionStore:
 
 def get_dialer(request: Request) -> Dialer:
     return request.app.state.dialer
+
+
+def get_context_generator(request: Request) -> ContextGenerator:
+    return request.app.state.context_generator
 
 
 def get_db(request: Request) -> Iterator[Session]:

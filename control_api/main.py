@@ -5,6 +5,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from control_api.routes import calls, health, metrics
+from control_api.lifespan_services import start_control_services, stop_control_services
+from control_api.routes import form, twilio_status
+from control_api.security import ApiKeyMiddleware
 from control_api.telephony.dialer import Dialer, make_dialer
 from models.database import init_db, make_engine
 from models.log_config import configure_logging, get_logger
@@ -29,10 +32,12 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
         replayed = replay_spool(deps)
         app.state.worker_deps = deps
         app.state.dialer = dialer or make_dialer(settings)
+        await start_control_services(app, deps)
         log.info("service_started", replayed_outcomes=replayed, **settings.safe_summary())
         try:
             yield
         finally:
+            await stop_control_services(app)
             await app.state.dialer.aclose()
             await deps.store.close()
             engine.dispose()
@@ -42,6 +47,9 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(media_stream_router)
+    app.include_router(form.router)
+    app.include_router(twilio_status.router)
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value() if settings.api_key else None)
     return app
 
 

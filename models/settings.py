@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     cartesia_voice_id: str = "71a7ad14-091c-4e8e-a314-022ece01c121"
     turnstile_secret: SecretStr | None = None
     turnstile_verify_url: str = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
+    # Public: rendered into the web form's Turnstile widget (the secret above stays server-side).
+    turnstile_site_key: str | None = None
+    # Call requests one client address may make per 60 s (the form and unauthenticated POST /calls).
+    rate_limit_per_minute: int = Field(default=5, ge=1)
+    # The whole OpenAI context generation, retries included; past it the templates are used.
+    openai_context_timeout_seconds: float = Field(default=8.0, gt=0)
+    # Twilio answering-machine detection (async: the call connects at once, the verdict comes later).
+    twilio_machine_detection: bool = True
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -81,6 +89,9 @@ class Settings(BaseSettings):
             "database": self.database_url.split(":", 1)[0],
             "api_key_required": self.api_key is not None,
             "turnstile_enabled": self.turnstile_secret is not None,
+            "rate_limit_per_minute": self.rate_limit_per_minute,
+            "twilio_machine_detection": self.twilio_machine_detection if self.telephony_provider == "twilio" else None,
+            "sms_followup_enabled": self.twilio_configured,
             "public_base_url": self.public_base_url,
             "max_call_seconds": self.max_call_seconds,
             "silence_timeout_seconds": self.silence_timeout_seconds,

@@ -6,8 +6,10 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from sqlmodel import Session
 
+from control_api import metrics as control_metrics
 from control_api.call_views import CallCreated, CallStatusResponse, from_job, from_record
-from control_api.deps import get_db, get_dialer, get_settings, get_store
+from control_api.deps import get_context_generator, get_db, get_dialer, get_settings, get_store
+from control_api.security import guard_public_call_request
 from control_api.telephony.dialer import Dialer
 from models.call_job import CallJob
 from models.call_request import CallRequest, mask_phone
@@ -17,7 +19,7 @@ from models.log_config import get_logger
 from models.session_store import SessionStore, SessionStoreUnavailable
 from models.settings import Settings
 from models.tables import Call
-from prompts.context_builder import build_context
+from prompts.openai_context import ContextGenerator
 
 log = get_logger(__name__)
 router = APIRouter(tags=["calls"])
@@ -27,7 +29,8 @@ def _store_down() -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="session store unavailable; nothing was dialed")
 
 
-@router.post("/calls", status_code=status.HTTP_201_CREATED, response_model=CallCreated)
+# The abuse limits (rate limit, Turnstile) apply unless the request carries the API key.
+@router.post("/calls", status_code=status.HTTP_201_CREATED, response_model=CallCreated, dependencies=[Depends(guard_public_call_request)])
 async def create_call(
     call_request: CallRequest,
     request: Request,
@@ -35,8 +38,11 @@ async def create_call(
     store: Annotated[SessionStore, Depends(get_store)],
     dialer: Annotated[Dialer, Depends(get_dialer)],
     db: Annotated[Session, Depends(get_db)],
+    contexts: Annotated[ContextGenerator, Depends(get_context_generator)],
 ) -> CallCreated:
-    context = build_context(call_request)
+    with control_metrics.STAGE_LATENCY.labels("context").time():
+        context = await contexts.generate(call_request)
+    control_metrics.CONTEXTS_GENERATED.labels(context.source.value).inc()
     job = CallJob(context_id=context.id, phone=call_request.phone)
     try:
         holder = await store.claim_phone(job.phone, job.id)
@@ -50,7 +56,8 @@ async def create_call(
     db.commit()
 
     try:
-        dialed = await dialer.dial(job, context)
+        with control_metrics.STAGE_LATENCY.labels("dial").time():
+            dialed = await dialer.dial(job, context)
     except Exception as exc:
         log.error("dial_failed", call_id=str(job.id), error=type(exc).__name__)
         job.status, job.error = CallStatus.FAILED, f"dial failed: {type(exc).__name__}"
@@ -63,7 +70,8 @@ async def create_call(
         except SessionStoreUnavailable:
             log.warning("session_update_failed_after_dial", call_id=str(job.id))
 
-    log.info("call_created", call_id=str(job.id), phone=mask_phone(job.phone), goal=context.goal.value, telephony=settings.telephony_provider)
+    log.info("call_created", call_id=str(job.id), phone=mask_phone(job.phone), goal=context.goal.value, telephony=settings.telephony_provider, context_source=context.source.value)
+    control_metrics.CALLS_CREATED.labels(settings.telephony_provider).inc()
     return CallCreated(
         id=str(job.id),
         status=job.status,
