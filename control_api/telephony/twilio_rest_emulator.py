@@ -79,6 +79,8 @@ class Callee:
     amd_seconds: float = 0.8
     # The emulated phone hangs up by itself after this long on the media stream.
     max_stream_seconds: float = 120.0
+    # Open the stream with a wrong token, as a forged or stale stream would: the app must refuse it.
+    wrong_stream_token: bool = False
 
 
 VOICEMAIL_GREETING = [CallerLine("hi you have reached alex please leave a message after the tone", pause=0.0)]
@@ -540,10 +542,11 @@ class TwilioRestEmulator:
         call.stream_url = stream.get("url", "")
         call.stream_parameters = {p.get("name", ""): p.get("value", "") for p in stream if p.tag == "Parameter"}
         lines = call.callee.lines or (VOICEMAIL_GREETING if call.callee.behavior is CalleeBehavior.MACHINE else [])
+        token = call.stream_parameters.get("token", "")
         caller = SimulatedCaller(
             call.stream_url,
             call.stream_parameters.get("call_id", ""),
-            call.stream_parameters.get("token", ""),
+            token[::-1] if call.callee.wrong_stream_token else token,
             lines,
             call_sid=call.sid,
             max_seconds=call.callee.max_stream_seconds,
