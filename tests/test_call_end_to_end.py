@@ -32,6 +32,7 @@ async def test_caller_talking_over_the_agent_clears_its_audio(live_server, tmp_p
 
     caller = report["caller"]
     assert caller["clears_at_s"], "no clear was sent when the caller barged in"
+    assert caller["clear_cut_agent_audio"][0], "the first clear did not come while the agent was audible"
     first_clear = caller["clears_at_s"][0]
     barge_in_end = caller["turns"][0]["speech_end_s"]
     assert first_clear < barge_in_end, "the clear came only after the caller had finished"

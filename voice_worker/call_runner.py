@@ -33,6 +33,7 @@ async def run_call(websocket: WebSocket, deps: WorkerDeps, session: CallSession)
         @call.transport.event_handler("on_client_connected")
         async def _greet(_transport, _ws):
             opening = session.agent.opening()
+            session.add_agent_line(opening)
             await worker.queue_frame(TTSSpeakFrame(opening))
 
         @call.transport.event_handler("on_client_disconnected")
@@ -42,6 +43,8 @@ async def run_call(websocket: WebSocket, deps: WorkerDeps, session: CallSession)
 
         @call.user_aggregator.event_handler("on_user_turn_started")
         async def _caller_started(_aggregator, _strategy):
+            if session.agent_speaking:
+                session.mark_last_agent_line_interrupted()
             await policy.on_caller_spoke()
 
         @call.user_aggregator.event_handler("on_user_turn_stopped")
@@ -54,7 +57,7 @@ async def run_call(websocket: WebSocket, deps: WorkerDeps, session: CallSession)
 
         @call.assistant_aggregator.event_handler("on_assistant_turn_stopped")
         async def _agent_said(_aggregator, message):
-            session.add_agent_line(message.content, interrupted=message.interrupted)
+            session.add_agent_line(message.content, interrupted=message.interrupted, dedupe=True)
 
         limit_task = asyncio.create_task(policy.enforce_max_duration())
         await WorkerRunner(handle_sigint=False).run(worker)

@@ -57,6 +57,7 @@ class CallSession:
     tool_answers: dict[str, str] = field(default_factory=dict)
     turn_metrics: list[dict[str, float]] = field(default_factory=list)
     llm_fallback_used: bool = False
+    agent_speaking: bool = False
     # Set by the runner: ends the pipeline gracefully once queued speech has played.
     end_pipeline: Callable[[], Awaitable[None]] | None = None
 
@@ -87,9 +88,24 @@ class CallSession:
         if self.record_end(outcome, reason) and self.end_pipeline is not None:
             await self.end_pipeline()
 
-    def add_agent_line(self, text: str, interrupted: bool = False) -> None:
-        if text.strip():
-            self.transcript.append(TranscriptEntry("agent", text.strip(), utcnow(), interrupted))
+    def add_agent_line(self, text: str, interrupted: bool = False, dedupe: bool = False) -> None:
+        """`dedupe`: lines spoken outside the LLM (opening, re-prompts) are recorded when queued and
+        may be reported again by the aggregator once played; keep one entry."""
+        text = text.strip()
+        if not text:
+            return
+        if dedupe:
+            for entry in reversed(self.transcript[-3:]):
+                if entry.role == "agent" and entry.text == text:
+                    entry.interrupted = entry.interrupted or interrupted
+                    return
+        self.transcript.append(TranscriptEntry("agent", text, utcnow(), interrupted))
+
+    def mark_last_agent_line_interrupted(self) -> None:
+        for entry in reversed(self.transcript):
+            if entry.role == "agent":
+                entry.interrupted = True
+                return
 
     def add_caller_line(self, text: str, timing: dict[str, float] | None = None) -> None:
         if text.strip():

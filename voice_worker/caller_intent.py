@@ -112,3 +112,38 @@ def classify(text: str) -> Intent:
 
 def mentions_time(text: str) -> bool:
     return re.search(_TIME, normalize(text)) is not None
+
+
+# Canonical phrasings of what callees say on these calls. The offline recognizer's language
+# model is built from them (with the call's own words), so each intent above is heard reliably.
+EXPECTED_REPLIES: tuple[str, ...] = (
+    "yes sure i have a minute",
+    "okay yes i have a minute",
+    "yes go ahead",
+    "sorry who is this",
+    "who is this",
+    "how did you get my number",
+    "stop calling me",
+    "please take me off your list",
+    "do not call me again",
+    "no thanks i'm not interested",
+    "no i'm really not interested",
+    "i'm not interested",
+    "call me back later",
+    "i'm busy right now",
+    "that's too expensive",
+    "how much does it cost",
+    "we already use another provider",
+    "can you send me some information",
+    "i'm the owner and i make the decisions",
+    "we have about twenty employees",
+    "as soon as possible",
+    "within the next month",
+    "our budget is around five hundred dollars a month",
+    "tuesday at three pm works for me",
+    "monday morning works for me",
+    "tomorrow at ten am",
+    "yes i confirm the order",
+    "yes that sounds good",
+    "no thank you",
+)

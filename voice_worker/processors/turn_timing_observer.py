@@ -9,6 +9,7 @@ import time
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
     LLMTextFrame,
     TranscriptionFrame,
     TTSAudioRawFrame,
@@ -34,6 +35,10 @@ class TurnTimingObserver(BaseObserver):
         if not getattr(data, "first_push", True) or data.direction is not FrameDirection.DOWNSTREAM:
             return
         frame, now = data.frame, time.monotonic()
+        if isinstance(frame, BotStartedSpeakingFrame):
+            self._session.agent_speaking = True
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self._session.agent_speaking = False
         if isinstance(frame, VADUserStartedSpeakingFrame):
             self._speech_end, self._marks = None, {}
         elif isinstance(frame, VADUserStoppedSpeakingFrame):

@@ -9,12 +9,13 @@ def make_stt(settings: Settings, session: CallSession):
         from pipecat.services.deepgram.stt import DeepgramSTTService
 
         return DeepgramSTTService(api_key=settings.deepgram_api_key.get_secret_value())
+    from voice_worker.caller_intent import EXPECTED_REPLIES
     from voice_worker.providers.local_stt import LocalSTTService
     from voice_worker.providers.speech_vocabulary import vocabulary_for_context
 
     ctx = session.context
     extra = [ctx.product, ctx.offer_pricing, *ctx.qualification_questions, ctx.commitment_question or ""]
-    return LocalSTTService(phrases=vocabulary_for_context([t for t in extra if t]))
+    return LocalSTTService(phrases=vocabulary_for_context([*EXPECTED_REPLIES, *(t for t in extra if t)]))
 
 
 def make_llm(settings: Settings, session: CallSession):
