@@ -33,7 +33,9 @@ SILENCE = b"\xff" * MULAW_FRAME_BYTES
 FRAME_S = FRAME_MS / 1000
 # RMS (16-bit) above which a frame counts as speech rather than line noise.
 VOICE_RMS = 300
-CALLER_VOICE = "en-us+m3"
+CALLER_VOICE = "en-us"
+# A lower pitch than the agent's default, so the two sides are easy to tell apart on the recording.
+CALLER_PITCH = 30
 
 
 def _voiced(mulaw: bytes) -> bool:
@@ -41,7 +43,7 @@ def _voiced(mulaw: bytes) -> bool:
 
 
 async def speech_frames(text: str, voice: str = CALLER_VOICE) -> list[bytes]:
-    pcm, rate = await synthesize_async(text, voice=voice, rate_wpm=165)
+    pcm, rate = await synthesize_async(text, voice=voice, rate_wpm=165, pitch=CALLER_PITCH)
     pcm8 = resample_pcm16(pcm, rate, SAMPLE_RATE)
     mulaw = audioop.lin2ulaw(pcm8, 2)
     frames = [mulaw[i : i + MULAW_FRAME_BYTES] for i in range(0, len(mulaw), MULAW_FRAME_BYTES)]
@@ -78,6 +80,8 @@ class CallerReport:
     clears_at_s: list[float] = field(default_factory=list)
     marks_echoed: list[str] = field(default_factory=list)
     agent_voiced_seconds: float = 0.0
+    # Whether the agent was audible (within 100 ms) when each `clear` arrived: a real barge-in.
+    clear_cut_agent_audio: list[bool] = field(default_factory=list)
     # Voiced agent audio played in the 200 ms after each `clear` (0 when barge-in truly stops it).
     agent_voiced_after_clear_s: list[float] = field(default_factory=list)
 
@@ -185,6 +189,8 @@ class SimulatedCaller:
                             self._awaiting = None
                 elif event == "clear":
                     self.report.clears_at_s.append(round(self._now(), 3))
+                    audible = self._last_agent_voice is not None and self._now() - self._last_agent_voice < 0.1
+                    self.report.clear_cut_agent_audio.append(audible)
                     marks = [item for item in self._playback if isinstance(item, str)]
                     self._playback.clear()
                     for name in marks:  # Twilio echoes the marks a clear discards
