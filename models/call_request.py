@@ -47,7 +47,8 @@ class CallRequest(BaseModel):
     booking_link: Annotated[str, Field(max_length=500)] | None = None
     constraints: Annotated[str, Field(max_length=1000)] | None = None
     turnstile_token: Annotated[str, Field(max_length=2048)] | None = None
-    consent: bool = False
+    # validate_default: an omitted consent must be refused like a false one, not pass as the default.
+    consent: bool = Field(default=False, validate_default=True)
 
     @field_validator("phone")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -223,3 +224,80 @@ def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+# --- The app in-process, loopback stand-ins, and Twilio through the REST emulator ---------------
+
+
+@pytest.fixture()
+def api_client(tmp_path):
+    """Build the app in-process (lifespan run) as a TestClient; keyword arguments override Settings."""
+    import itertools
+
+    from fastapi.testclient import TestClient
+
+    from control_api.main import create_app
+    from models.settings import Settings
+
+    numbers = itertools.count()
+    with contextlib.ExitStack() as stack:
+
+        def make(**overrides):
+            settings = Settings(
+                _env_file=None,
+                **{
+                    "telephony_provider": "none",
+                    "database_url": f"sqlite:///{tmp_path / f'api-{next(numbers)}.db'}",
+                    "secret_key": "test-secret-key",
+                    "rate_limit_per_minute": 10000,
+                    "enforce_calling_hours": False,
+                    **overrides,
+                },
+            )
+            return stack.enter_context(TestClient(create_app(settings)))
+
+        yield make
+
+
+@contextlib.contextmanager
+def serving(app) -> Iterator[str]:
+    """Serve an ASGI app (a stand-in for an outside service) on a loopback port from a thread."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("stand-in server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+TWILIO_FROM_NUMBER = "+15005550006"
+
+
+@pytest.fixture(scope="module")
+def twilio_emulator():
+    """Twilio's Calls and Messages REST endpoints and phone network, on loopback."""
+    from control_api.telephony.twilio_rest_emulator import TwilioRestEmulator, running_emulator
+
+    with running_emulator(TwilioRestEmulator()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def twilio_live_server(tmp_path_factory, twilio_emulator) -> Iterator[str]:
+    """The app in a child process with TELEPHONY_PROVIDER=twilio, its twilio client aimed at the emulator."""
+    tmp = tmp_path_factory.mktemp("server-twilio")
+    env = server_env(tmp, TELEPHONY_PROVIDER="twilio", TWILIO_FROM_NUMBER=TWILIO_FROM_NUMBER, SILENCE_TIMEOUT_SECONDS="3", **twilio_emulator.env())
+    with running_server(env, log_path=tmp / "server.log") as base_url:
+        yield base_url
