@@ -177,10 +177,10 @@ def apply_call_outcome(engine: Engine, call_id: str, booking_link: str | None = 
             lead.tags = merged_tags(lead.tags, call_tags(call))
             if call.status is not CallStatus.FAILED:
                 lead.stage = next_stage(lead.stage, outcome)
+            if outcome is CallOutcome.MEETING_BOOKED and call.status is CallStatus.COMPLETED:
+                _book_meeting(db, lead, call, booking_link)
         if lead.stage is LeadStage.SUPPRESSED and lead.opted_out_at is None:
             lead.opted_out_at, lead.opt_out_source = call.ended_at or utcnow(), OptOutSource.VOICE
-        if outcome is CallOutcome.MEETING_BOOKED and call.status is CallStatus.COMPLETED:
-            _book_meeting(db, lead, call, booking_link)
         lead.last_followup_at = as_utc(call.created_at)
         lead.next_followup_at = _next_followup(db, lead, call)
         lead.updated_at = utcnow()

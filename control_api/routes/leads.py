@@ -263,11 +263,11 @@ async def import_leads(request: Request, workspace: CurrentWorkspace, db: Db) ->
         reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
         columns = [c.strip() for c in reader.fieldnames or []]
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"not a UTF-8 CSV file: {exc}") from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"not a UTF-8 CSV file: {exc}") from None
     unknown = [c for c in columns if c not in IMPORT_COLUMNS]
     if "phone" not in columns or unknown:
         detail = f"unknown column {shown(unknown[0])}" if unknown else "the header must have a phone column"
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"{detail}; columns: {', '.join(IMPORT_COLUMNS)}")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{detail}; columns: {', '.join(IMPORT_COLUMNS)}")
     reader.fieldnames = columns
 
     report = ImportReport(created=0, lead_ids=[], errors=[])
@@ -276,7 +276,7 @@ async def import_leads(request: Request, workspace: CurrentWorkspace, db: Db) ->
     try:
         rows = list(reader)
     except csv.Error as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"malformed CSV: {exc}") from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"malformed CSV: {exc}") from None
     if len(rows) > MAX_IMPORT_ROWS:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=f"import at most {MAX_IMPORT_ROWS} rows at a time")
     for number, row in enumerate(rows, start=1):
@@ -383,10 +383,10 @@ def append_history(lead_id: int, workspace: CurrentWorkspace, db: Db, body: Anno
     try:
         messages = as_messages(body.history)
     except HistoryFormatError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
     too_long = next((i for i, m in enumerate(messages) if len(m["content"]) > 4000), None)
     if too_long is not None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"message {too_long}: content is longer than 4000 characters")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"message {too_long}: content is longer than 4000 characters")
     thread = thread_for(db, lead, body.channel)
     for message in messages:
         db.add(new_message(thread, message))

@@ -136,7 +136,7 @@ def update_workspace(workspace_id: int, body: WorkspaceUpdate, workspace: Curren
     own_workspace(workspace_id, workspace)
     for name, value in body.model_dump(exclude_unset=True).items():
         if value is None and name != "business_hours":
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"{name} cannot be null")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{name} cannot be null")
         setattr(workspace, name, value)
     db.add(workspace)
     db.commit()
