@@ -14,18 +14,10 @@ import pytest
 import redis
 
 from scripts.local_server import free_port, running_server
+from scripts.simulate_call import DEMO_REQUEST
 
-BOOK_MEETING_REQUEST = {
-    "phone": "+14155550123",
-    "name": "Alex",
-    "product": "Brightside solar panels",
-    "offer_pricing": "installation from 49 dollars a month, first month free",
-    "target": "sme",
-    "goal": "book_meeting",
-    "style": "friendly",
-    "booking_link": "https://example.com/book/brightside",
-    "consent": True,
-}
+# The demo's request is the canonical booking call; tests vary single fields of it.
+BOOK_MEETING_REQUEST = dict(DEMO_REQUEST)
 
 
 @dataclass
