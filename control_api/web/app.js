@@ -61,7 +61,9 @@ function explain(answer, data, form) {
 
 function renderCall(call) {
   $("call-status").textContent = call.status.replace("_", " ");
+  // Only a real phone line (Twilio) reports a status of its own.
   $("call-telephony").textContent = call.telephony_status || "-";
+  $("call-telephony").hidden = $("call-telephony-label").hidden = !call.telephony_status;
   $("call-outcome").textContent = call.outcome ? call.outcome.replace(/_/g, " ") : "-";
   const list = $("transcript");
   if (call.transcript && call.transcript.length) {
@@ -71,7 +73,7 @@ function renderCall(call) {
       const who = document.createElement("span");
       who.className = "who";
       who.textContent = turn.role === "agent" ? "Assistant:" : "Caller:";
-      item.append(who, document.createTextNode(turn.text + (turn.interrupted ? " (interrupted)" : "")));
+      item.append(who, document.createTextNode(" " + turn.text + (turn.interrupted ? " (interrupted)" : "")));
       return item;
     }));
   }
