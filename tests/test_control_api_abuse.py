@@ -182,3 +182,30 @@ def test_form_page_loads_turnstile_only_when_a_site_key_is_set(api_client):
     assert '<script src="https://challenges.cloudflare.com/turnstile/v0/api.js" async defer></script>' in with_key.text
     assert 'data-sitekey="0x4AAAA&quot;&gt;&lt;script&gt;"' in with_key.text  # escaped, not markup
     assert "https://challenges.cloudflare.com" in with_key.headers["Content-Security-Policy"]
+
+
+def test_media_stream_needs_its_own_token_not_the_api_key(api_client):
+    client = api_client(api_key="operator-key")
+    call = client.post("/calls", json=request_for("+14155550155"), headers={"X-API-Key": "operator-key"}).json()
+    start = {
+        "event": "start",
+        "sequenceNumber": "1",
+        "streamSid": "MZ" + "0" * 32,
+        "start": {
+            "streamSid": "MZ" + "0" * 32,
+            "accountSid": "AC" + "0" * 32,
+            "callSid": "CA" + "0" * 32,
+            "tracks": ["inbound"],
+            "customParameters": {"call_id": call["id"], "token": "0" * 64},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        },
+    }
+
+    # No X-API-Key: the websocket is not refused at the door, it is judged by the stream token.
+    with client.websocket_connect("/ws") as stream:
+        stream.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        stream.send_json(start)
+        closed = stream.receive()
+
+    assert closed["type"] == "websocket.close"
+    assert (closed["code"], closed["reason"]) == (1008, "wrong_token")
