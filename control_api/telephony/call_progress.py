@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 from sqlmodel import Session
 
-from models.call_job import CallJob
+from models.call_job import CallJob, utcnow
 from models.enums import CallOutcome, CallStatus, EndReason
 from models.log_config import get_logger
 from models.session_store import SessionStoreUnavailable
@@ -98,20 +98,19 @@ async def finish_without_conversation(deps: WorkerDeps, job: CallJob, progress: 
     outcome, end_reason, error = _unanswered_ending(progress)
     job = job.model_copy(update={"telephony_status": progress.status, "twilio_call_sid": job.twilio_call_sid or progress.call_sid})
     context = await deps.store.load_context(job.context_id)
-    if context is None:  # the session expired under us: still leave the durable row behind
-        record = Call(
-            id=str(job.id),
-            context_id=str(job.context_id),
-            phone=job.phone,
-            status=CallStatus.FAILED if end_reason is EndReason.ERROR else CallStatus.COMPLETED,
-            outcome=outcome,
-            end_reason=end_reason,
-            error=error,
-            twilio_call_sid=job.twilio_call_sid,
-            telephony_status=progress.status,
-            created_at=job.created_at,
-        )
-        await asyncio.to_thread(_merge, deps, record)
+    if context is None:  # the context expired under us: still leave the durable row behind
+        ending = {
+            "status": CallStatus.FAILED if end_reason is EndReason.ERROR else CallStatus.COMPLETED,
+            "outcome": outcome,
+            "end_reason": end_reason,
+            "error": error,
+            "twilio_call_sid": job.twilio_call_sid,
+            "telephony_status": progress.status,
+            "ended_at": utcnow(),
+        }
+        record = await asyncio.to_thread(_store_ending, deps, job, ending)
+        await deps.store.mark_inactive(job.id)
+        await deps.store.release_phone(job.phone, job.id)
         return record
     session = CallSession(job=job, context=context, call_sid=job.twilio_call_sid)
     session.outcome, session.end_reason, session.error = outcome, end_reason, error
@@ -119,10 +118,16 @@ async def finish_without_conversation(deps: WorkerDeps, job: CallJob, progress: 
     return await record_outcome(deps, session)
 
 
-def _merge(deps: WorkerDeps, record: Call) -> None:
+def _store_ending(deps: WorkerDeps, job: CallJob, ending: dict) -> Call:
+    # Update the row POST /calls wrote rather than replace it: it carries links this module knows nothing of.
     with Session(deps.engine) as db:
-        db.merge(record)
+        record = db.get(Call, str(job.id)) or Call(id=str(job.id), context_id=str(job.context_id), phone=job.phone, created_at=job.created_at)
+        for name, value in ending.items():
+            setattr(record, name, value)
+        db.add(record)
         db.commit()
+        db.refresh(record)
+        return record
 
 
 def _reconcile_record(deps: WorkerDeps, call_id: str, progress: TelephonyProgress) -> Call | None:
