@@ -4,7 +4,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from control_api.routes import calls, health, metrics
+from control_api.lead_outcomes import lead_outcome_hook
+from control_api.outreach_gate import OutreachRefused, outreach_refused_handler
+from control_api.routes import calls, health, leads, metrics, strategies, workspaces
 from control_api.lifespan_services import start_control_services, stop_control_services
 from control_api.routes import form, twilio_status
 from control_api.security import ApiKeyMiddleware
@@ -29,6 +31,7 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
         engine = make_engine(settings.database_url)
         init_db(engine)
         deps = WorkerDeps(settings=settings, store=create_session_store(settings.redis_url), engine=engine)
+        deps.on_call_finished.append(lead_outcome_hook(deps))
         replayed = replay_spool(deps)
         app.state.worker_deps = deps
         app.state.dialer = dialer or make_dialer(settings)
@@ -50,6 +53,10 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(form.router)
     app.include_router(twilio_status.router)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value() if settings.api_key else None)
+    app.include_router(workspaces.router)
+    app.include_router(strategies.router)
+    app.include_router(leads.router)
+    app.add_exception_handler(OutreachRefused, outreach_refused_handler)
     return app
 
 

@@ -8,9 +8,11 @@ from sqlmodel import Session
 
 from control_api import metrics as control_metrics
 from control_api.call_views import CallCreated, CallStatusResponse, from_job, from_record
+from control_api.outreach_gate import admit_call
 from control_api.deps import get_context_generator, get_db, get_dialer, get_settings, get_store
 from control_api.security import guard_public_call_request
 from control_api.telephony.dialer import Dialer
+from control_api.workspace_auth import OptionalWorkspaceKey
 from models.call_job import CallJob
 from models.call_request import CallRequest, mask_phone
 from models.context import ContextInstance
@@ -39,9 +41,13 @@ async def create_call(
     dialer: Annotated[Dialer, Depends(get_dialer)],
     db: Annotated[Session, Depends(get_db)],
     contexts: Annotated[ContextGenerator, Depends(get_context_generator)],
+    workspace_key: OptionalWorkspaceKey,
 ) -> CallCreated:
+    # The outreach policy decides, and its decision is stored, before anything can be dialed;
+    # a refusal raises OutreachRefused (422/429 with reason_code and next_allowed_at).
+    admission = admit_call(db, settings, call_request, workspace_key)
     with control_metrics.STAGE_LATENCY.labels("context").time():
-        context = await contexts.generate(call_request)
+        context = await contexts.generate(call_request, history=admission.history)
     control_metrics.CONTEXTS_GENERATED.labels(context.source.value).inc()
     job = CallJob(context_id=context.id, phone=call_request.phone)
     try:
@@ -52,7 +58,8 @@ async def create_call(
     except SessionStoreUnavailable:
         raise _store_down() from None
 
-    db.add(Call(id=str(job.id), context_id=str(context.id), phone=job.phone, goal=context.goal, created_at=job.created_at))
+    db.add(Call(id=str(job.id), context_id=str(context.id), phone=job.phone, goal=context.goal, created_at=job.created_at, **admission.call_links()))
+    admission.link_call(db, str(job.id))
     db.commit()
 
     try:
