@@ -163,6 +163,9 @@ class TwilioDialer:
 
     def __init__(self, settings: Settings, account: TwilioAccount | None = None) -> None:
         self.account = account or TwilioAccount(settings)
+        if not settings.public_base_url.startswith("https://") and not settings.twilio_api_base_url:
+            # Twilio only opens wss:// media streams and must reach the callbacks from the internet.
+            log.warning("twilio_needs_public_https_url", public_base_url=settings.public_base_url)
 
     async def dial(self, job: CallJob, context: ContextInstance) -> DialResult:
         return DialResult(twilio_call_sid=await self.account.create_call(job))
