@@ -25,17 +25,10 @@ from pathlib import Path
 import httpx
 
 from scripts.local_server import running_server
+from scripts.simulate_call import DEMO_REQUEST
 
-REQUEST = {
-    "name": "Alex",
-    "product": "Brightside solar panels",
-    "offer_pricing": "installation from 49 dollars a month, first month free",
-    "target": "sme",
-    "goal": "book_meeting",
-    "style": "friendly",
-    "booking_link": "https://example.com/book/brightside",
-    "consent": True,
-}
+# The demo's booking request; each benchmark call gets its own number.
+REQUEST = {k: v for k, v in DEMO_REQUEST.items() if k not in ("phone", "constraints")}
 MAX_COUNT = 290  # the outreach policy's daily budget for one workspace is 300 calls
 WARMUP = 5
 
