@@ -1,37 +1,37 @@
-"""Request-scoped access to the process's settings, stores and dialer."""
+"""Request-scoped access to the process's services (settings, stores, dialer, clients)."""
 
 from collections.abc import Iterator
 
 from fastapi import Request
 from sqlmodel import Session
 
-from control_api.telephony.dialer import Dialer
 from models.session_store import SessionStore
 from models.settings import Settings
 from prompts.openai_context import ContextGenerator
-from voice_worker.worker_deps import WorkerDeps
+from services import Services
+from services.dialer import Dialer
 
 
-def get_worker_deps(request: Request) -> WorkerDeps:
-    return request.app.state.worker_deps
+def get_services(request: Request) -> Services:
+    return request.app.state.services
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.worker_deps.settings
+    return get_services(request).settings
 
 
 def get_store(request: Request) -> SessionStore:
-    return request.app.state.worker_deps.store
+    return get_services(request).store
 
 
 def get_dialer(request: Request) -> Dialer:
-    return request.app.state.dialer
+    return get_services(request).dialer
 
 
 def get_context_generator(request: Request) -> ContextGenerator:
-    return request.app.state.context_generator
+    return get_services(request).context_generator
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.worker_deps.engine) as session:
+    with Session(get_services(request).engine) as session:
         yield session

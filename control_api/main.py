@@ -1,23 +1,26 @@
-"""The ASGI app: control API and the worker's `/ws` in one process (see README to split them)."""
+"""The ASGI app: control API and the worker's `/ws` in one process (see README to split them).
 
-from contextlib import asynccontextmanager
+This is the one place the control API meets the voice worker: it mounts `/ws` on the same app.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from control_api.lead_outcomes import lead_outcome_hook
+from after_call.outcome_writer import replay_spool
+from control_api import metrics
 from control_api.outreach_gate import OutreachRefused, outreach_refused_handler
-from control_api.routes import calls, health, leads, metrics, strategies, workspaces
-from control_api.lifespan_services import start_control_services, stop_control_services
-from control_api.routes import form, twilio_status
+from control_api.routes import calls, form, health, leads, strategies, twilio_status, workspaces
+from control_api.routes import metrics as metrics_routes
 from control_api.security import ApiKeyMiddleware
-from control_api.telephony.dialer import Dialer, make_dialer
-from models.database import init_db, make_engine
+from control_api.telephony.selection import make_dialer
 from models.log_config import configure_logging, get_logger
-from models.session_store import create_session_store
 from models.settings import Settings, get_settings
+from services import open_services
+from services.dialer import Dialer
 from voice_worker.media_stream import router as media_stream_router
-from voice_worker.outcome_recorder import replay_spool
-from voice_worker.worker_deps import WorkerDeps
 
 log = get_logger(__name__)
 
@@ -25,30 +28,25 @@ log = get_logger(__name__)
 def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -> FastAPI:
     settings = settings or get_settings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_json)
-        engine = make_engine(settings.database_url)
-        init_db(engine)
-        deps = WorkerDeps(settings=settings, store=create_session_store(settings.redis_url), engine=engine)
-        deps.on_call_finished.append(lead_outcome_hook(deps))
-        replayed = replay_spool(deps)
-        app.state.worker_deps = deps
-        app.state.dialer = dialer or make_dialer(settings)
-        await start_control_services(app, deps)
-        log.info("service_started", replayed_outcomes=replayed, **settings.safe_summary())
-        try:
-            yield
-        finally:
-            await stop_control_services(app)
-            await app.state.dialer.aclose()
-            await deps.store.close()
-            engine.dispose()
+        async with open_services(settings, make_dialer, dialer) as services:
+            replayed = await asyncio.to_thread(replay_spool, services)
+            app.state.services = services
+            gauge_refresher = asyncio.create_task(metrics.refresh_active_calls(services.store))
+            log.info("service_started", replayed_outcomes=replayed, **settings.safe_summary())
+            try:
+                yield
+            finally:
+                gauge_refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await gauge_refresher
 
     app = FastAPI(title="Voice caller", version="0.1.0", lifespan=lifespan)
     app.include_router(calls.router)
     app.include_router(health.router)
-    app.include_router(metrics.router)
+    app.include_router(metrics_routes.router)
     app.include_router(media_stream_router)
     app.include_router(form.router)
     app.include_router(twilio_status.router)

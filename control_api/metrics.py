@@ -14,7 +14,6 @@ API_KEY_REFUSALS = Counter("control_api_key_refusals_total", "Requests refused f
 CONTEXTS_GENERATED = Counter("control_contexts_generated_total", "Call contexts generated, by source", ["source"])
 TWILIO_CALLBACKS = Counter("control_twilio_callbacks_total", "Accepted Twilio callbacks, by call status or AMD verdict", ["status"])
 TWILIO_CALLBACKS_REJECTED = Counter("control_twilio_callbacks_rejected_total", "Refused Twilio callbacks", ["reason"])
-SMS_FOLLOWUPS = Counter("control_sms_followups_total", "SMS follow-ups, by result", ["result"])
 # Calls in the session store, across processes (voice_active_calls counts this process's streams).
 SESSIONS_ACTIVE = Gauge("control_active_calls", "Calls whose session is live in the session store")
 STAGE_LATENCY = Histogram(

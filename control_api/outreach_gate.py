@@ -1,6 +1,6 @@
 """Between a call request and the dialer: the lead, its consent, the policy and its audit.
 
-Gathers the facts the pure policy (control_api/outreach_policy.py) needs from the database,
+Gathers the facts the pure policy (models/outreach_policy.py) needs from the database,
 asks it, and commits the PolicyDecision, allowed or not, before anything is dialed.
 """
 
@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from control_api.conversation_history import Message, history_for_context
-from control_api.outreach_policy import FollowUpCadence, OutreachFacts, PolicyVerdict, budget_day, decide
+from models.conversation_history import Message, history_for_context
+from models.outreach_policy import FollowUpCadence, OutreachFacts, PolicyVerdict, budget_day, decide
 from models.call_job import utcnow
 from models.call_request import CallRequest
 from models.column_types import as_utc

@@ -18,7 +18,6 @@ import hmac
 import json
 from typing import Annotated
 
-import httpx
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -91,12 +90,7 @@ async def guard_public_call_request(
     await enforce_call_rate_limit(request, store, settings.rate_limit_per_minute)
     if settings.turnstile_secret is not None:
         token, remote_ip = await _turnstile_token(request), request.client.host if request.client else None
-        http = getattr(request.app.state, "http", None)
-        if http is None:
-            async with httpx.AsyncClient() as http:
-                await require_turnstile(http, settings, token, remote_ip)
-        else:
-            await require_turnstile(http, settings, token, remote_ip)
+        await require_turnstile(request.app.state.services.http, settings, token, remote_ip)
 
 
 async def _turnstile_token(request: Request) -> str | None:

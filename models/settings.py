@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     stream_start_timeout_seconds: float = 10.0
     llm_first_token_timeout_seconds: float = 6.0
 
-    # Outreach policy (control_api/outreach_policy.py). Only the calling-hours rule can be turned
+    # Outreach policy (models/outreach_policy.py). Only the calling-hours rule can be turned
     # off, for test servers that must place calls at any hour; consent, opt-out, spacing and
     # budget always apply.
     enforce_calling_hours: bool = True

@@ -13,7 +13,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from control_api.telephony.caller_scripts import SCENARIOS
+from simulator.caller_scripts import SCENARIOS
 from scripts.local_server import running_server
 from scripts.simulate_call import DEMO_REQUEST, print_summary, simulate
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from control_api.telephony.caller_scripts import SCENARIOS, caller_script
-from control_api.telephony.simulated_caller import SimulatedCaller
+from simulator.caller_scripts import SCENARIOS, caller_script
+from simulator.callee import SimulatedCaller
 from models.context import ContextInstance
 
 DEMO_REQUEST = {

@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from scripts.simulate_call import simulate
-from tests.conftest import BOOK_MEETING_REQUEST
+from tests.support import BOOK_MEETING_REQUEST
 
 
 async def test_happy_call_books_a_meeting_and_stores_the_transcript(live_server, tmp_path):

@@ -10,12 +10,12 @@ import httpx
 import pytest
 import websockets
 
-from control_api.telephony.caller_scripts import CallerLine, caller_script
-from control_api.telephony.simulated_caller import SimulatedCaller
+from simulator.caller_scripts import CallerLine, caller_script
+from simulator.callee import SimulatedCaller
 from models.context import ContextInstance
 from scripts.local_server import running_server
 from scripts.simulate_call import simulate
-from tests.conftest import BOOK_MEETING_REQUEST, server_env
+from tests.support import BOOK_MEETING_REQUEST, server_env
 
 
 async def _create(base: str, phone: str) -> tuple[dict, ContextInstance]:

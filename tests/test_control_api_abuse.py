@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scripts.local_server import free_port
-from tests.conftest import BOOK_MEETING_REQUEST, serving
+from tests.support import BOOK_MEETING_REQUEST, serving
 
 
 def request_for(phone: str, **changes) -> dict:

@@ -6,7 +6,7 @@ from uuid import uuid4
 import pytest
 
 from models.session_store import MemorySessionStore
-from tests.conftest import BOOK_MEETING_REQUEST
+from tests.support import BOOK_MEETING_REQUEST
 
 
 def request_for(phone: str, **changes) -> dict:
@@ -88,7 +88,7 @@ def test_expired_call_and_context_answer_404(api_client):
     client = api_client()
     now = [1000.0]
     # A store whose clock the test moves: the TTLs are the real ones.
-    client.app.state.worker_deps.store = MemorySessionStore(clock=lambda: now[0])
+    client.app.state.services.store = MemorySessionStore(clock=lambda: now[0])
     call = client.post("/calls", json=request_for("+14155550165")).json()
     assert client.get(call["context_url"]).status_code == 200
 

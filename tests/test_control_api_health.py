@@ -6,7 +6,7 @@ import httpx
 from sqlmodel import create_engine
 
 from scripts.local_server import free_port, running_server
-from tests.conftest import BOOK_MEETING_REQUEST, server_env
+from tests.support import BOOK_MEETING_REQUEST, server_env
 
 SECRETS = {
     "api_key": "api-key-that-must-not-show",
@@ -32,8 +32,8 @@ def test_ready_answers_503_naming_a_redis_that_is_down(api_client):
 
 def test_ready_answers_503_naming_a_database_that_is_down(api_client):
     client = api_client()
-    deps = client.app.state.worker_deps
-    deps.engine = create_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none", connect_args={"connect_timeout": 1})
+    services = client.app.state.services
+    services.engine = create_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none", connect_args={"connect_timeout": 1})
     answer = client.get("/health/ready")
     assert answer.status_code == 503
     assert answer.json()["down"] == ["database"]

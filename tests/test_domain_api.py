@@ -1,8 +1,6 @@
 """The workspace, strategy and lead API, and POST /calls under the outreach policy, on both databases."""
 
 import hashlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,87 +10,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from control_api.main import create_app
-from control_api.telephony.dialer import DialResult
-from models.call_job import CallJob
-from models.context import ContextInstance
 from models.domain import Lead, PolicyDecision, StrategyVersion, WorkspaceApiKey
-from models.settings import Settings
 from models.tables import Call
-
-CALL_REQUEST = {
-    "phone": "+14155550123",
-    "name": "Alex",
-    "product": "Brightside solar panels",
-    "offer_pricing": "from 49 dollars a month",
-    "target": "sme",
-    "goal": "book_meeting",
-    "style": "friendly",
-    "booking_link": "https://example.com/book",
-    "consent": True,
-}
-
-
-@dataclass
-class RecordingDialer:
-    """Dials nobody; remembers each call and whether its allowed decision was stored before."""
-
-    engine: sa.Engine | None = None
-    dialed: list[tuple[CallJob, ContextInstance]] = field(default_factory=list)
-    decision_stored_first: list[bool] = field(default_factory=list)
-
-    async def dial(self, job: CallJob, context: ContextInstance) -> DialResult:
-        with Session(self.engine) as db:
-            decision = db.exec(select(PolicyDecision).where(PolicyDecision.call_id == str(job.id))).first()
-            self.decision_stored_first.append(decision is not None and decision.allow_send)
-        self.dialed.append((job, context))
-        return DialResult()
-
-    async def aclose(self) -> None:
-        return None
-
-
-@dataclass
-class DomainApi:
-    client: TestClient
-    dialer: RecordingDialer
-
-    @property
-    def engine(self) -> sa.Engine:
-        return self.client.app.state.worker_deps.engine
-
-    def workspace(self, name: str = "Acme", **fields) -> tuple[int, dict[str, str]]:
-        answer = self.client.post("/workspaces", json={"name": name, **fields})
-        assert answer.status_code == 201, answer.text
-        return answer.json()["workspace"]["id"], {"Authorization": f"Bearer {answer.json()['api_key']}"}
-
-    def lead(self, key: dict[str, str], **fields) -> dict:
-        answer = self.client.post("/leads", json={"phone": "+14155550123", "consent": True, **fields}, headers=key)
-        assert answer.status_code == 201, answer.text
-        return answer.json()
-
-
-def make_settings(db_url: str, **overrides) -> Settings:
-    values = {
-        "database_url": db_url,
-        "telephony_provider": "none",
-        "secret_key": "test-secret",
-        "api_key": None,
-        "enforce_calling_hours": False,
-        "rate_limit_per_minute": 10_000,
-        "log_level": "WARNING",
-        **overrides,
-    }
-    return Settings(_env_file=None, **values)
-
-
-@pytest.fixture()
-def api(db_url, tmp_path, monkeypatch) -> Iterator[DomainApi]:
-    monkeypatch.chdir(tmp_path)  # the worker's outcome spool is relative to the working directory
-    dialer = RecordingDialer()
-    with TestClient(create_app(make_settings(db_url), dialer=dialer)) as client:
-        dialer.engine = client.app.state.worker_deps.engine
-        yield DomainApi(client, dialer)
-
+from tests.support import CALL_REQUEST, DomainApi, RecordingDialer, make_settings
 
 # --- workspaces and keys -------------------------------------------------------------------------------
 
@@ -408,7 +328,7 @@ def test_a_call_outside_the_callee_hours_is_refused_with_when_to_retry(db_url, t
     night = next(f"Etc/GMT{-o:+d}" for o in range(-12, 15) if 1 <= (now + timedelta(hours=o)).hour <= 6)
     dialer = RecordingDialer()
     with TestClient(create_app(make_settings(db_url, enforce_calling_hours=True), dialer=dialer)) as client:
-        dialer.engine = client.app.state.worker_deps.engine
+        dialer.engine = client.app.state.services.engine
         api = DomainApi(client, dialer)
         _, key = api.workspace()
         lead = api.lead(key, timezone=night)

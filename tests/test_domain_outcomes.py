@@ -5,15 +5,16 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from control_api.conversation_history import as_messages, messages_to_turns, turns_to_messages
-from control_api.lead_outcomes import apply_call_outcome, call_tags, merged_tags, next_stage
+from models.conversation_history import as_messages, messages_to_turns, turns_to_messages
+from after_call.lead_updates import apply_call_outcome, call_tags, merged_tags, next_stage
 from models.call_job import utcnow
 from models.domain import ChatMessage, ConversationThread, Lead, Meeting
 from models.enums import CallOutcome, CallStatus, EndReason, LeadStage, LeadTag, OptOutSource
 from models.tables import Call
-from tests.test_domain_api import CALL_REQUEST, DomainApi, api  # noqa: F401  (api is a fixture)
+from tests.support import CALL_REQUEST, DomainApi
 from voice_worker.call_session import CallSession
-from voice_worker.outcome_recorder import record_outcome
+from after_call.outcome_writer import record_finished_call
+from voice_worker.call_record import finished_call_record
 
 # --- stage and tags, as tables ---------------------------------------------------------------------
 
@@ -118,7 +119,7 @@ def test_a_mixed_list_is_read_item_by_item():
 
 def finish_call(api: DomainApi, call_id: str, outcome: CallOutcome, reason: EndReason, lines: list[tuple[str, str]], answers: dict | None = None) -> Call:
     """What the voice worker does when a call ends, with the transcript given."""
-    store = api.client.app.state.worker_deps.store
+    store = api.client.app.state.services.store
     job = api.client.portal.call(store.load_job, call_id)
     context = api.client.portal.call(store.load_context, job.context_id)
     session = CallSession(job=job, context=context)
@@ -129,7 +130,8 @@ def finish_call(api: DomainApi, call_id: str, outcome: CallOutcome, reason: EndR
             session.add_agent_line(text)
     session.tool_answers.update(answers or {})
     session.record_end(outcome, reason)
-    return api.client.portal.call(record_outcome, api.client.app.state.worker_deps, session)
+    services = api.client.app.state.services
+    return api.client.portal.call(record_finished_call, services, finished_call_record(session, services.settings), session.job)
 
 
 BOOKING = [

@@ -16,7 +16,7 @@ from models.enums import ContextSource
 from models.settings import Settings
 from prompts.context_builder import OBJECTION_KEYS, build_context
 from prompts.openai_context import ContextGenerator
-from tests.conftest import BOOK_MEETING_REQUEST, serving
+from tests.support import BOOK_MEETING_REQUEST, serving
 
 GOOD_LINES = {
     "opening_line": "Hey Alex, this is the Brightside assistant. Do you have a quick minute?",

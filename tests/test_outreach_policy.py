@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from control_api.outreach_policy import (
+from models.outreach_policy import (
     DAILY_CALL_BUDGET,
     FollowUpCadence,
     OutreachFacts,

@@ -14,7 +14,7 @@ from schemathesis.checks import not_a_server_error
 from control_api.main import create_app
 from models.settings import Settings
 from scripts.local_server import running_server
-from tests.conftest import server_env
+from tests.support import server_env
 
 MAX_EXAMPLES = 12
 # The schema the server will serve, known at collection time so that each operation is a test.

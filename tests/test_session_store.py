@@ -10,7 +10,7 @@ from models.context import ContextInstance
 from models.session_store import MemorySessionStore, RedisSessionStore, call_key, context_key
 from prompts.context_builder import build_context
 from models.call_request import CallRequest
-from tests.conftest import BOOK_MEETING_REQUEST
+from tests.support import BOOK_MEETING_REQUEST
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -14,8 +14,8 @@ import websockets
 
 from models.call_job import CALL_JOB_TTL_SECONDS, CallJob, utcnow
 from models.session_store import call_key
-from tests.conftest import BOOK_MEETING_REQUEST
-from voice_worker.stream_token import stream_token
+from tests.support import BOOK_MEETING_REQUEST
+from services.stream_credential import stream_token
 
 SECRET = "test-secret-key"
 

@@ -7,12 +7,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from control_api.telephony.caller_scripts import caller_script
-from control_api.telephony.twilio_rest_emulator import Callee, CalleeBehavior
+from simulator.caller_scripts import caller_script
+from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
 from models.call_request import CallRequest
 from prompts.context_builder import build_context
-from tests.conftest import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER
-from voice_worker.stream_token import stream_token
+from tests.support import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER
+from services.stream_credential import stream_token
 
 
 def place_call(base_url: str, phone: str) -> dict:

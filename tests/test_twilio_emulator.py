@@ -6,9 +6,9 @@ import httpx
 import pytest
 from twilio.base.exceptions import TwilioRestException
 
-from control_api.telephony.twilio_dialer import TwilioAccount, TwilioRestHttpClient
+from services.twilio_account import TwilioAccount, TwilioRestHttpClient
 from models.settings import Settings
-from tests.conftest import TWILIO_FROM_NUMBER
+from tests.support import TWILIO_FROM_NUMBER
 
 
 def account_for(emulator, auth_token: str | None = None) -> TwilioAccount:

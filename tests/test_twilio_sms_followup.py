@@ -1,12 +1,14 @@
 """The SMS follow-up hook: the context's text, through Twilio Messages (emulated), once and never twice."""
 
 import asyncio
+import functools
+from dataclasses import replace
 
 import pytest
 from sqlmodel import Session
 
-from control_api.sms_followup import sms_claim_key, sms_followup_hook
-from control_api.telephony.twilio_dialer import TwilioAccount
+from after_call.sms_followup import send_sms_followup, sms_claim_key
+from services.twilio_account import TwilioAccount
 from models.call_job import CallJob
 from models.call_request import CallRequest
 from models.database import init_db, make_engine
@@ -15,8 +17,9 @@ from models.session_store import MemorySessionStore, RedisSessionStore
 from models.settings import Settings
 from models.tables import Call
 from prompts.context_builder import build_context
-from tests.conftest import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER
-from voice_worker.worker_deps import WorkerDeps
+from tests.support import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER
+from services import Services
+from tests.support import services_for
 
 
 def settings_for(emulator, auth_token: str | None = None) -> Settings:
@@ -29,13 +32,13 @@ def settings_for(emulator, auth_token: str | None = None) -> Settings:
     )
 
 
-async def finished_call(deps: WorkerDeps, phone: str, outcome: CallOutcome, goal: str = "book_meeting") -> Call:
+async def finished_call(services: Services, phone: str, outcome: CallOutcome, goal: str = "book_meeting") -> Call:
     """A call as the worker leaves it: context and job in the store, the outcome in the database."""
     context = build_context(CallRequest(**dict(BOOK_MEETING_REQUEST, phone=phone, goal=goal)))
     job = CallJob(context_id=context.id, phone=phone)
-    await deps.store.save_call(job, context)
+    await services.store.save_call(job, context)
     record = Call(id=str(job.id), context_id=str(context.id), phone=phone, goal=context.goal, status=CallStatus.COMPLETED, outcome=outcome)
-    with Session(deps.engine) as db:
+    with Session(services.engine) as db:
         db.add(record)
         db.commit()
         db.refresh(record)
@@ -47,33 +50,33 @@ def texts_to(emulator, phone: str) -> list[dict]:
 
 
 @pytest.fixture()
-def deps(tmp_path, twilio_emulator) -> WorkerDeps:
+def services(tmp_path, twilio_emulator) -> Services:
     engine = make_engine(f"sqlite:///{tmp_path / 'sms.db'}")
     init_db(engine)
-    return WorkerDeps(settings=settings_for(twilio_emulator), store=MemorySessionStore(), engine=engine)
+    return services_for(settings_for(twilio_emulator), MemorySessionStore(), engine)
 
 
-async def test_booked_meeting_gets_the_booking_link_by_sms(deps, twilio_emulator):
-    account = TwilioAccount(deps.settings)
-    record = await finished_call(deps, "+14155550221", CallOutcome.MEETING_BOOKED)
+async def test_booked_meeting_gets_the_booking_link_by_sms(services, twilio_emulator):
+    account = TwilioAccount(services.settings)
+    record = await finished_call(services, "+14155550221", CallOutcome.MEETING_BOOKED)
 
-    await sms_followup_hook(deps, account)(record)
+    await send_sms_followup(replace(services, twilio=account), record)
     await account.aclose()
 
     [text] = texts_to(twilio_emulator, "+14155550221")
     assert text["body"] == "Thanks for talking with us about Brightside solar panels. Book your meeting here: https://example.com/book/brightside"
-    with Session(deps.engine) as db:
+    with Session(services.engine) as db:
         assert db.get(Call, record.id).sms_sent is True
-    assert (await deps.store.load_job(record.id)).sms_sent is True
+    assert (await services.store.load_job(record.id)).sms_sent is True
 
 
-async def test_hook_run_twice_at_once_and_again_later_sends_one_sms(deps, twilio_emulator):
-    account = TwilioAccount(deps.settings)
-    hook = sms_followup_hook(deps, account)
-    record = await finished_call(deps, "+14155550222", CallOutcome.MEETING_BOOKED)
+async def test_hook_run_twice_at_once_and_again_later_sends_one_sms(services, twilio_emulator):
+    account = TwilioAccount(services.settings)
+    hook = functools.partial(send_sms_followup, replace(services, twilio=account))
+    record = await finished_call(services, "+14155550222", CallOutcome.MEETING_BOOKED)
 
     await asyncio.gather(hook(record), hook(record), hook(record))
-    await deps.store.delete(sms_claim_key(record.id))  # even once the claim is gone, the stored flag holds
+    await services.store.delete(sms_claim_key(record.id))  # even once the claim is gone, the stored flag holds
     await hook(record)
     await account.aclose()
 
@@ -84,11 +87,11 @@ async def test_two_processes_sharing_redis_send_one_sms(tmp_path, twilio_emulato
     engine = make_engine(f"sqlite:///{tmp_path / 'shared.db'}")
     init_db(engine)
     settings = settings_for(twilio_emulator)
-    processes = [WorkerDeps(settings=settings, store=RedisSessionStore(clean_redis.url), engine=engine) for _ in range(2)]
+    processes = [services_for(settings, RedisSessionStore(clean_redis.url), engine) for _ in range(2)]
     accounts = [TwilioAccount(settings) for _ in processes]
     record = await finished_call(processes[0], "+14155550223", CallOutcome.MEETING_BOOKED)
 
-    await asyncio.gather(*(sms_followup_hook(p, a)(record.model_copy()) for p, a in zip(processes, accounts, strict=True)))
+    await asyncio.gather(*(send_sms_followup(replace(p, twilio=a), record.model_copy()) for p, a in zip(processes, accounts, strict=True)))
     for process, account in zip(processes, accounts, strict=True):
         await account.aclose()
         await process.store.close()
@@ -106,31 +109,31 @@ async def test_two_processes_sharing_redis_send_one_sms(tmp_path, twilio_emulato
         ("+14155550228", CallOutcome.QUALIFIED, "confirm_order"),  # no order, no order summary
     ],
 )
-async def test_no_sms_when_the_outcome_has_no_follow_up(deps, twilio_emulator, phone, outcome, goal):
-    account = TwilioAccount(deps.settings)
-    record = await finished_call(deps, phone, outcome, goal)
-    await sms_followup_hook(deps, account)(record)
+async def test_no_sms_when_the_outcome_has_no_follow_up(services, twilio_emulator, phone, outcome, goal):
+    account = TwilioAccount(services.settings)
+    record = await finished_call(services, phone, outcome, goal)
+    await send_sms_followup(replace(services, twilio=account), record)
     await account.aclose()
     assert texts_to(twilio_emulator, phone) == []
 
 
-async def test_confirmed_order_gets_its_summary(deps, twilio_emulator):
-    account = TwilioAccount(deps.settings)
-    record = await finished_call(deps, "+14155550229", CallOutcome.ORDER_CONFIRMED, "confirm_order")
-    await sms_followup_hook(deps, account)(record)
+async def test_confirmed_order_gets_its_summary(services, twilio_emulator):
+    account = TwilioAccount(services.settings)
+    record = await finished_call(services, "+14155550229", CallOutcome.ORDER_CONFIRMED, "confirm_order")
+    await send_sms_followup(replace(services, twilio=account), record)
     await account.aclose()
     [text] = texts_to(twilio_emulator, "+14155550229")
     assert text["body"].startswith("Your order summary: Brightside solar panels")
 
 
-async def test_sms_twilio_refused_can_be_sent_by_a_later_retry(deps, twilio_emulator):
-    record = await finished_call(deps, "+14155550230", CallOutcome.MEETING_BOOKED)
+async def test_sms_twilio_refused_can_be_sent_by_a_later_retry(services, twilio_emulator):
+    record = await finished_call(services, "+14155550230", CallOutcome.MEETING_BOOKED)
     refused = TwilioAccount(settings_for(twilio_emulator, auth_token="revoked-token"))
-    await sms_followup_hook(deps, refused)(record)  # Twilio answers 401: nothing went out
+    await send_sms_followup(replace(services, twilio=refused), record)  # Twilio answers 401: nothing went out
     await refused.aclose()
     assert texts_to(twilio_emulator, "+14155550230") == []
 
-    account = TwilioAccount(deps.settings)
-    await sms_followup_hook(deps, account)(record)
+    account = TwilioAccount(services.settings)
+    await send_sms_followup(replace(services, twilio=account), record)
     await account.aclose()
     assert len(texts_to(twilio_emulator, "+14155550230")) == 1

@@ -7,8 +7,8 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from control_api.telephony.twilio_rest_emulator import Callee, CalleeBehavior
-from tests.conftest import BOOK_MEETING_REQUEST
+from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
+from tests.support import BOOK_MEETING_REQUEST
 
 numbers = (f"+141555502{n:02d}" for n in itertools.count(40))
 
@@ -157,24 +157,25 @@ def test_signed_callback_with_unknown_values_names_the_field(twilio_live_server,
 async def test_call_whose_context_expired_still_gets_its_outcome_row_and_frees_the_number(tmp_path):
     from sqlmodel import Session
 
-    from control_api.telephony.call_progress import TelephonyProgress, apply_report
+    from after_call.telephony_verdicts import TelephonyProgress
+    from control_api.telephony.call_progress import apply_report
     from models.call_job import CallJob
     from models.database import init_db, make_engine
     from models.session_store import MemorySessionStore, call_key
     from models.settings import Settings
     from models.tables import Call
-    from voice_worker.worker_deps import WorkerDeps
+    from tests.support import services_for
 
     engine = make_engine(f"sqlite:///{tmp_path / 'calls.db'}")
     init_db(engine)
-    deps = WorkerDeps(settings=Settings(_env_file=None), store=MemorySessionStore(), engine=engine)
+    services = services_for(Settings(_env_file=None), MemorySessionStore(), engine)
     job = CallJob(context_id=uuid.uuid4(), phone="+14155550299", twilio_call_sid="CA" + "5" * 32)
-    await deps.store.set(call_key(job.id), job.model_dump_json(), 600)  # the job, but no context any more
-    await deps.store.claim_phone(job.phone, job.id)
+    await services.store.set(call_key(job.id), job.model_dump_json(), 600)  # the job, but no context any more
+    await services.store.claim_phone(job.phone, job.id)
 
-    await apply_report(deps, job, TelephonyProgress(status="no-answer", call_sid=job.twilio_call_sid))
+    await apply_report(services, job, TelephonyProgress(status="no-answer", call_sid=job.twilio_call_sid))
 
     with Session(engine) as db:
         record = db.get(Call, str(job.id))
     assert (record.status, record.outcome, record.telephony_status) == ("completed", "no_answer", "no-answer")
-    assert await deps.store.claim_phone(job.phone, uuid.uuid4()) is None  # the lock was released
+    assert await services.store.claim_phone(job.phone, uuid.uuid4()) is None  # the lock was released

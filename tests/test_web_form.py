@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from scripts.local_server import running_server
-from tests.conftest import server_env
+from tests.support import server_env
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -6,28 +6,28 @@ from fastapi import WebSocket
 from pipecat.frames.frames import TTSSpeakFrame
 from pipecat.workers.runner import WorkerRunner
 
+from after_call.outcome_writer import record_finished_call
 from models.enums import EndReason
 from models.log_config import get_logger
 from voice_worker import metrics
+from voice_worker.call_record import finished_call_record, observe_turn_latency
 from voice_worker.call_session import CallSession
 from voice_worker.hangup_policy import HangupPolicy
-from voice_worker.outcome_recorder import record_outcome
 from voice_worker.pipeline import build_pipeline
-from voice_worker.worker_deps import WorkerDeps
+from services import Services
 
 log = get_logger(__name__)
 
 
-async def run_call(websocket: WebSocket, deps: WorkerDeps, session: CallSession) -> None:
+async def run_call(websocket: WebSocket, services: Services, session: CallSession) -> None:
     call = None
     policy = None
     limit_task = None
-    deps.live_calls[session.call_id] = session
     metrics.ACTIVE_CALLS.inc()
     try:
-        call = build_pipeline(websocket, deps.settings, session)
+        call = build_pipeline(websocket, services.settings, session)
         worker = call.worker
-        policy = HangupPolicy(session, worker, call.serializer, deps.settings)
+        policy = HangupPolicy(session, worker, call.serializer, services.settings)
         session.end_pipeline = policy.finish
 
         @call.transport.event_handler("on_client_connected")
@@ -80,6 +80,7 @@ async def run_call(websocket: WebSocket, deps: WorkerDeps, session: CallSession)
         if session.llm_fallback_used:
             metrics.LLM_FALLBACKS.inc()
         metrics.ACTIVE_CALLS.dec()
-        deps.live_calls.pop(session.call_id, None)
+        record = finished_call_record(session, services.settings)
+        observe_turn_latency(record)
         # Shielded: a cancelled connection handler must still leave the outcome behind.
-        await asyncio.shield(record_outcome(deps, session))
+        await asyncio.shield(record_finished_call(services, record, session.job))

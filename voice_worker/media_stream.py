@@ -11,7 +11,7 @@ from voice_worker import metrics
 from voice_worker.call_runner import run_call
 from voice_worker.call_session import CallSession
 from voice_worker.stream_admission import StreamRefused, admit_stream
-from voice_worker.worker_deps import WorkerDeps
+from services import Services
 
 log = get_logger(__name__)
 router = APIRouter()
@@ -22,14 +22,14 @@ REFUSED_CLOSE_CODE = 1008
 
 @router.websocket("/ws")
 async def media_stream(websocket: WebSocket) -> None:
-    deps: WorkerDeps = websocket.app.state.worker_deps
+    services: Services = websocket.app.state.services
     await websocket.accept()
     try:
         admitted = await admit_stream(
             websocket,
-            deps.store,
-            deps.settings.secret_key.get_secret_value(),
-            deps.settings.stream_start_timeout_seconds,
+            services.store,
+            services.settings.secret_key.get_secret_value(),
+            services.settings.stream_start_timeout_seconds,
         )
     except StreamRefused as refused:
         metrics.STREAMS_REJECTED.labels(refused.reason).inc()
@@ -44,7 +44,7 @@ async def media_stream(websocket: WebSocket) -> None:
     if admitted.start.start.callSid:
         job.twilio_call_sid = admitted.start.start.callSid
     try:
-        await deps.store.update_job(job)
+        await services.store.update_job(job)
     except SessionStoreUnavailable:
         log.warning("session_update_failed_at_start", call_id=str(job.id))
     session = CallSession(
@@ -57,8 +57,8 @@ async def media_stream(websocket: WebSocket) -> None:
         log.info(
             "media_stream_started",
             stream_sid=session.stream_sid,
-            stt=deps.settings.stt_provider,
-            llm=deps.settings.llm_provider,
-            tts=deps.settings.tts_provider,
+            stt=services.settings.stt_provider,
+            llm=services.settings.llm_provider,
+            tts=services.settings.tts_provider,
         )
-        await run_call(websocket, deps, session)
+        await run_call(websocket, services, session)

@@ -5,8 +5,6 @@ from prometheus_client import Counter, Gauge, Histogram
 STREAMS_REJECTED = Counter("voice_streams_rejected_total", "Media streams refused before any pipeline started", ["reason"])
 MEDIA_MESSAGES_REJECTED = Counter("voice_media_messages_rejected_total", "Malformed media stream messages dropped", ["reason"])
 ACTIVE_CALLS = Gauge("voice_active_calls", "Calls with a live media stream in this process")
-CALLS_FINISHED = Counter("voice_calls_finished_total", "Calls that ended, by status and outcome", ["status", "outcome"])
-OUTCOME_WRITE_FAILURES = Counter("voice_outcome_write_failures_total", "Outcome writes that needed the fallback file", ["target"])
 LLM_FALLBACKS = Counter("voice_llm_fallbacks_total", "Calls where the rule-based agent took over from the LLM")
 STAGE_LATENCY = Histogram(
     "voice_turn_stage_latency_seconds",

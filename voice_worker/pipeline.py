@@ -23,7 +23,7 @@ from voice_worker.processors.checked_twilio_serializer import CheckedTwilioFrame
 from voice_worker.processors.keypad_opt_out import KeypadOptOut
 from voice_worker.processors.turn_timing_observer import TurnTimingObserver
 from voice_worker.providers.selection import make_llm, make_stt, make_tts
-from voice_worker.twilio_protocol import SAMPLE_RATE
+from models.twilio_media import SAMPLE_RATE
 
 
 @dataclass

@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from models.context import ContextInstance
 from models.enums import CallGoal, CallOutcome, EndReason
-from voice_worker.caller_intent import OBJECTIONS, Intent, classify, mentions_time
+from prompts.caller_intent import OBJECTIONS, Intent, classify, mentions_time
 
 _ACKS = ("Thank you.", "Got it.", "Great, thanks.", "Understood.")
 _GOODBYE_OPT_OUT = "I'm sorry for the interruption. I've removed your number and you won't be called again. Goodbye."

@@ -11,7 +11,7 @@ from control_api.call_views import CallCreated, CallStatusResponse, from_job, fr
 from control_api.outreach_gate import admit_call
 from control_api.deps import get_context_generator, get_db, get_dialer, get_settings, get_store
 from control_api.security import guard_public_call_request
-from control_api.telephony.dialer import Dialer
+from services.dialer import Dialer
 from control_api.workspace_auth import OptionalWorkspaceKey
 from models.call_job import CallJob
 from models.call_request import CallRequest, mask_phone

@@ -10,10 +10,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from control_api import metrics
-from control_api.deps import get_settings, get_store, get_worker_deps
+from control_api.deps import get_settings, get_store, get_services
 from models.session_store import SessionStore, SessionStoreUnavailable
 from models.settings import Settings
-from voice_worker.worker_deps import WorkerDeps
+from services import Services
 
 router = APIRouter(tags=["health"])
 
@@ -47,11 +47,11 @@ async def _check(name: str, probe) -> tuple[str, str]:
 
 
 @router.get("/health/ready", responses={503: {"description": "a dependency is down; `down` names it"}})
-async def ready(deps: Annotated[WorkerDeps, Depends(get_worker_deps)]) -> JSONResponse:
+async def ready(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
     checks = dict(
         await asyncio.gather(
-            _check("session_store", deps.store.ping()),
-            _check("database", asyncio.to_thread(_database_answers, deps.engine)),
+            _check("session_store", services.store.ping()),
+            _check("database", asyncio.to_thread(_database_answers, services.engine)),
         )
     )
     down = [name for name, state in checks.items() if state != "ok"]
@@ -68,7 +68,7 @@ def _version(fallback: str) -> str:
 
 @router.get("/health/info")
 async def info(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> dict[str, object]:
-    generator = getattr(request.app.state, "context_generator", None)
+    generator = request.app.state.services.context_generator
     return {
         "version": _version(request.app.version),
         "providers": {
@@ -76,8 +76,8 @@ async def info(request: Request, settings: Annotated[Settings, Depends(get_setti
             "llm": settings.llm_provider,
             "tts": settings.tts_provider,
             "telephony": settings.telephony_provider,
-            "context": "openai" if generator is not None and generator.uses_openai else "template",
-            "sms": "twilio" if getattr(request.app.state, "twilio", None) is not None else None,
+            "context": "openai" if generator.uses_openai else "template",
+            "sms": "twilio" if request.app.state.services.twilio is not None else None,
         },
         "settings": settings.safe_summary(),
     }

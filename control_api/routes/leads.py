@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from control_api.conversation_history import (
+from models.conversation_history import (
     HistoryFormatError,
     as_message,
     as_messages,
@@ -25,13 +25,13 @@ from control_api.conversation_history import (
     thread_for,
 )
 from control_api.deps import get_db
-from control_api.outreach_policy import zone
+from models.outreach_policy import zone
 from control_api.workspace_auth import CurrentWorkspace
 from models.call_job import utcnow
 from models.call_request import normalize_e164
 from models.domain import ChatMessage, ConversationThread, Lead, Meeting, PolicyDecision, Workspace
 from models.enums import Channel, DeliveryStatus, LeadStage, LeadTag, OptOutSource
-from voice_worker.caller_intent import Intent, classify
+from prompts.caller_intent import Intent, classify
 
 router = APIRouter(tags=["leads"])
 

@@ -18,19 +18,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from twilio.request_validator import RequestValidator
 
 from control_api import metrics
-from control_api.deps import get_settings, get_worker_deps
-from control_api.telephony.call_progress import (
-    ANSWERED_BY_VALUES,
-    MACHINE_ANSWERS,
-    TERMINAL,
-    TWILIO_STATUSES,
-    TelephonyProgress,
-    apply_report,
-)
+from control_api.deps import get_settings, get_services
+from after_call.telephony_verdicts import ANSWERED_BY_VALUES, MACHINE_ANSWERS, TERMINAL, TWILIO_STATUSES, TelephonyProgress
+from control_api.telephony.call_progress import apply_report
 from models.log_config import get_logger
 from models.session_store import SessionStoreUnavailable
 from models.settings import Settings
-from voice_worker.worker_deps import WorkerDeps
+from services import Services
 
 log = get_logger(__name__)
 router = APIRouter(tags=["twilio"])
@@ -88,18 +82,18 @@ async def twilio_status(
     request: Request,
     call_id: UUID,
     settings: Annotated[Settings, Depends(get_settings)],
-    deps: Annotated[WorkerDeps, Depends(get_worker_deps)],
+    services: Annotated[Services, Depends(get_services)],
 ) -> dict[str, object]:
     form = await _signed_form(request, settings)
     report = _report(form)
     with structlog.contextvars.bound_contextvars(call_id=str(call_id)):
         try:
-            job = await deps.store.load_job(call_id)
+            job = await services.store.load_job(call_id)
             if job is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"call {call_id} is unknown or has expired")
             if job.twilio_call_sid and report.call_sid and report.call_sid != job.twilio_call_sid:
                 raise HTTPException(status.HTTP_409_CONFLICT, detail="CallSid does not belong to this call")
-            progress = await apply_report(deps, job, report)
+            progress = await apply_report(services, job, report)
         except SessionStoreUnavailable:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="session store unavailable; Twilio will retry") from None
         metrics.TWILIO_CALLBACKS.labels(report.status or f"amd_{report.answered_by}").inc()
@@ -111,7 +105,7 @@ async def twilio_status(
 
 async def _hang_up_on_machine(request: Request, call_sid: str | None) -> None:
     """Nobody to talk to: end the call now rather than let the agent pitch a voicemail box."""
-    account = getattr(request.app.state, "twilio", None)
+    account = request.app.state.services.twilio
     if account is None or not call_sid:
         return
     try:

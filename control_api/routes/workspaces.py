@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, select
 
 from control_api.deps import get_db
-from control_api.outreach_policy import parse_business_hours, zone
+from models.outreach_policy import parse_business_hours, zone
 from control_api.workspace_auth import CurrentWorkspace, issue_api_key, require_admin, revoke
 from models.domain import Lead, OutreachAttestation, Workspace, WorkspaceApiKey
 from models.enums import BudgetTier

@@ -14,7 +14,7 @@ from pipecat.frames.frames import Frame
 from pipecat.serializers.twilio import TwilioFrameSerializer
 
 from models.log_config import get_logger
-from voice_worker.twilio_protocol import MULAW_FRAME_BYTES
+from models.twilio_media import MULAW_FRAME_BYTES
 
 log = get_logger(__name__)
 

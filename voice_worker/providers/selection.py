@@ -9,7 +9,7 @@ def make_stt(settings: Settings, session: CallSession):
         from pipecat.services.deepgram.stt import DeepgramSTTService
 
         return DeepgramSTTService(api_key=settings.deepgram_api_key.get_secret_value())
-    from voice_worker.caller_intent import EXPECTED_REPLIES
+    from prompts.caller_intent import EXPECTED_REPLIES
     from voice_worker.providers.local_stt import LocalSTTService
     from voice_worker.providers.speech_vocabulary import vocabulary_for_context
 

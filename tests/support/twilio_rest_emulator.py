@@ -5,14 +5,14 @@ sid and auth token, and a call placed through the real `twilio` client goes thro
 on Twilio: the REST request is checked (Basic auth, required parameters, the TwiML), the callee's
 phone rings, then it is busy, unanswered, failed, or answered by a person or a machine. An answered
 call runs its TwiML: `<Connect><Stream>` opens the media stream to the app's `/ws` with the stream's
-`<Parameter>`s and a simulated callee (control_api/telephony/simulated_caller.py) who speaks its lines
+`<Parameter>`s and a simulated callee (simulator/callee.py) who speaks its lines
 as real audio; `<Say>`, `<Pause>` and `<Hangup/>` run after it. Status callbacks (and the async AMD
 verdict) are POSTed to the app signed with `X-Twilio-Signature` exactly as Twilio signs them, and a
 `Status=completed` update hangs the call up. Messages are accepted, stored and, with a StatusCallback,
 reported as sent and delivered. Everything is kept for inspection, through Twilio's own list
 endpoints or the Python API (`calls()`, `messages()`).
 
-    python -m control_api.telephony.twilio_rest_emulator --port 8766 \\
+    python -m tests.support.twilio_rest_emulator --port 8766 \\
         --callee +14155550100=busy --say "yes sure i have a minute"
 
 It only listens on loopback, and only reaches the URLs the app hands it.
@@ -47,7 +47,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from control_api.telephony.caller_scripts import CallerLine
+from simulator.caller_scripts import CallerLine
 from models.log_config import get_logger
 
 log = get_logger(__name__)
@@ -537,7 +537,7 @@ class TwilioRestEmulator:
 
     async def _stream(self, call: EmulatedCall, stream: ET.Element) -> None:
         """<Stream>: open the media stream and let the callee talk until either side hangs up."""
-        from control_api.telephony.simulated_caller import SimulatedCaller
+        from simulator.callee import SimulatedCaller
 
         call.stream_url = stream.get("url", "")
         call.stream_parameters = {p.get("name", ""): p.get("value", "") for p in stream if p.tag == "Parameter"}

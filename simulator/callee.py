@@ -22,10 +22,10 @@ from pathlib import Path
 
 import websockets
 
-from control_api.telephony.caller_scripts import CallerLine
+from simulator.caller_scripts import CallerLine
 from models.log_config import get_logger
 from voice_worker.providers.espeak_synth import resample_pcm16, synthesize_async
-from voice_worker.twilio_protocol import FRAME_MS, MULAW_FRAME_BYTES, SAMPLE_RATE
+from models.twilio_media import FRAME_MS, MULAW_FRAME_BYTES, SAMPLE_RATE
 
 log = get_logger(__name__)
 

@@ -1,7 +1,6 @@
 """After each call: the lead's stage and tags, the meeting it booked, and every utterance kept.
 
-Registered on WorkerDeps.on_call_finished by control_api/main.py, so it runs once the call's
-outcome is stored. A call with no lead (recorded before leads existed) is left alone.
+An after-call hook (after_call/outcome_writer.py runs it once the call's outcome is stored). A call with no lead (recorded before leads existed) is left alone.
 
 Tags come in two kinds. How the last contact went (NO_RESPONSE, NEUTRAL, POSITIVE, RESISTIVE,
 DISCONNECT) is replaced by each call; what the lead wants (INTENT_*) and the flag for a human
@@ -17,16 +16,16 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from control_api.conversation_history import new_message, thread_for
-from control_api.outreach_policy import FollowUpCadence
+from models.conversation_history import new_message, thread_for
+from models.outreach_policy import FollowUpCadence
 from models.call_job import utcnow
 from models.column_types import as_utc
 from models.domain import ChatMessage, Lead, Meeting, StrategyVersion
 from models.enums import CallOutcome, CallStatus, Channel, DeliveryStatus, EndReason, LeadStage, LeadTag, OptOutSource
 from models.log_config import get_logger
 from models.tables import Call
-from voice_worker.caller_intent import Intent, classify
-from voice_worker.worker_deps import CallFinishedHook, WorkerDeps
+from prompts.caller_intent import Intent, classify
+from services import Services
 
 log = get_logger(__name__)
 
@@ -190,16 +189,13 @@ def apply_call_outcome(engine: Engine, call_id: str, booking_link: str | None = 
         return lead
 
 
-def lead_outcome_hook(deps: WorkerDeps) -> CallFinishedHook:
-    async def update_lead_after_call(call: Call) -> None:
-        link = None
-        try:
-            context = await deps.store.load_context(call.context_id)
-            link = context.booking_link if context else None
-        except Exception:  # the store is down: the meeting is still booked, without its link
-            log.warning("booking_link_unavailable", call_id=call.id)
-        lead = await asyncio.to_thread(apply_call_outcome, deps.engine, call.id, link)
-        if lead is not None:
-            log.info("lead_updated_after_call", call_id=call.id, lead_id=lead.id, stage=lead.stage.value, tags=lead.tags)
-
-    return update_lead_after_call
+async def update_lead_after_call(services: Services, call: Call) -> None:
+    link = None
+    try:
+        context = await services.store.load_context(call.context_id)
+        link = context.booking_link if context else None
+    except Exception:  # the store is down: the meeting is still booked, without its link
+        log.warning("booking_link_unavailable", call_id=call.id)
+    lead = await asyncio.to_thread(apply_call_outcome, services.engine, call.id, link)
+    if lead is not None:
+        log.info("lead_updated_after_call", call_id=call.id, lead_id=lead.id, stage=lead.stage.value, tags=lead.tags)

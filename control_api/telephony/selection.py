@@ -1,0 +1,21 @@
+"""Which telephony places the calls: chosen once, from the settings, in this one place."""
+
+from models.settings import Settings
+from services.dialer import Dialer
+from services.twilio_account import TwilioAccount
+
+
+def make_dialer(settings: Settings, twilio: TwilioAccount | None) -> Dialer:
+    if settings.telephony_provider == "twilio":
+        from control_api.telephony.twilio_dialer import TwilioDialer
+
+        if twilio is None:
+            raise ValueError("TELEPHONY_PROVIDER=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER")
+        return TwilioDialer(settings, twilio)
+    if settings.telephony_provider == "none":
+        from control_api.telephony.external_stream import ExternalStreamDialer
+
+        return ExternalStreamDialer(settings)
+    from simulator.dialer import SimulatorDialer
+
+    return SimulatorDialer(settings)

@@ -1,0 +1,44 @@
+"""A finished conversation as the durable `Call` row the after-call path stores."""
+
+from models.call_job import utcnow
+from models.enums import CallOutcome, CallStatus, EndReason
+from models.settings import Settings
+from models.tables import Call
+from voice_worker import metrics
+from voice_worker.call_session import CallSession
+
+TIMED_STAGES = ("stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_sent_ms")
+
+
+def finished_call_record(session: CallSession, settings: Settings) -> Call:
+    ended = utcnow()
+    failed = session.end_reason is EndReason.ERROR
+    return Call(
+        id=session.call_id,
+        context_id=str(session.context.id),
+        phone=session.job.phone,
+        goal=session.context.goal,
+        status=CallStatus.FAILED if failed else CallStatus.COMPLETED,
+        outcome=session.outcome or CallOutcome.NO_ANSWER,
+        end_reason=session.end_reason,
+        error=session.error,
+        twilio_call_sid=session.call_sid or session.job.twilio_call_sid,
+        telephony_status=session.job.telephony_status,
+        stt_provider=settings.stt_provider,
+        llm_provider=("openai+rules" if session.llm_fallback_used else settings.llm_provider),
+        tts_provider=settings.tts_provider,
+        created_at=session.job.created_at,
+        started_at=session.started_at,
+        ended_at=ended,
+        duration_seconds=round((ended - session.started_at).total_seconds(), 3),
+        transcript=[entry.as_dict() for entry in session.transcript],
+        answers=session.answers,
+        turn_metrics=session.turn_metrics,
+    )
+
+
+def observe_turn_latency(record: Call) -> None:
+    for turn in record.turn_metrics:
+        for stage in TIMED_STAGES:
+            if stage in turn:
+                metrics.STAGE_LATENCY.labels(stage.removesuffix("_ms")).observe(turn[stage] / 1000)
