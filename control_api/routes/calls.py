@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from sqlmodel import Session
 
 from control_api import metrics as control_metrics
-from control_api.call_views import CallCreated, CallStatusResponse, from_job, from_record
+from models.call_views import CallCreated, CallStatusResponse, call_status
 from control_api.outreach_gate import admit_call
 from control_api.deps import get_context_generator, get_db, get_dialer, get_settings, get_store
 from control_api.security import guard_public_call_request
@@ -121,9 +121,9 @@ async def get_call(
     record = db.get(Call, str(call_id))
     # A finished call's stored record is the truth; the live job only while the call is under way.
     if record is not None and record.status in (CallStatus.COMPLETED, CallStatus.FAILED):
-        return from_record(record, job)
+        return call_status(record, job)
     if job is not None:
-        return from_job(job)
+        return call_status(job)
     raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"call {call_id} is unknown or has expired")
 
 

@@ -21,7 +21,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 
-from control_api.call_views import CallCreated, CallStatusResponse
+from models.call_views import CallCreated, CallStatusResponse
 from control_api.deps import get_settings
 from control_api.routes.calls import create_call, get_call
 from control_api.security import guard_public_call_request

@@ -4,72 +4,23 @@ A version is never edited once it has been ACTIVE (models.domain refuses it too)
 new version. Activating one rolls the previously active version back.
 """
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from control_api.deps import get_db
+from models.strategy_schemas import StrategyCreate, StrategyPublic, StrategyUpdate
+from models.row_views import view_of
 from control_api.workspace_auth import CurrentWorkspace
 from models.call_job import utcnow
 from models.domain import ImmutableStrategyError, StrategyVersion, Workspace
-from models.enums import FollowUpPreset, StrategyStatus
+from models.enums import StrategyStatus
 
 router = APIRouter(tags=["strategies"])
 
 Db = Annotated[Session, Depends(get_db)]
-StrategyText = Annotated[str, Field(max_length=5000)]
-
-
-class IntervalOverrides(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    # Hours between attempt n and n+1; attempts allowed: one more than the list is long.
-    intervals_hours: list[Annotated[float, Field(ge=0.25, le=24 * 90)]] = Field(min_length=1, max_length=10)
-
-
-class StrategyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    tone: StrategyText = ""
-    objectives: StrategyText = ""
-    objection_handling: StrategyText = ""
-    cta_rules: StrategyText = ""
-    followup_preset: FollowUpPreset = FollowUpPreset.BALANCED
-    interval_overrides: IntervalOverrides | None = None
-
-
-class StrategyUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    tone: StrategyText | None = None
-    objectives: StrategyText | None = None
-    objection_handling: StrategyText | None = None
-    cta_rules: StrategyText | None = None
-    followup_preset: FollowUpPreset | None = None
-    interval_overrides: IntervalOverrides | None = None
-
-
-class StrategyPublic(BaseModel):
-    id: int
-    version_number: int
-    status: StrategyStatus
-    tone: str
-    objectives: str
-    objection_handling: str
-    cta_rules: str
-    followup_preset: FollowUpPreset
-    interval_overrides: dict[str, Any] | None
-    created_at: datetime
-    activated_at: datetime | None
-
-
-def _public(row: StrategyVersion) -> StrategyPublic:
-    return StrategyPublic.model_validate(row, from_attributes=True)
-
-
 def _version_of(db: Session, workspace: Workspace, strategy_id: int) -> StrategyVersion:
     strategy = db.get(StrategyVersion, strategy_id)
     if strategy is None or strategy.workspace_id != workspace.id:
@@ -86,7 +37,7 @@ def create_strategy_version(body: StrategyCreate, workspace: CurrentWorkspace, d
         db.add(strategy)
         try:
             db.commit()
-            return _public(strategy)
+            return view_of(StrategyPublic, strategy)
         except IntegrityError:
             db.rollback()
     raise HTTPException(status.HTTP_409_CONFLICT, detail="another version was created at the same time; retry")
@@ -95,12 +46,12 @@ def create_strategy_version(body: StrategyCreate, workspace: CurrentWorkspace, d
 @router.get("/strategies", response_model=list[StrategyPublic])
 def list_strategy_versions(workspace: CurrentWorkspace, db: Db) -> list[StrategyPublic]:
     query = select(StrategyVersion).where(StrategyVersion.workspace_id == workspace.id).order_by(col(StrategyVersion.version_number).desc())
-    return [_public(row) for row in db.exec(query).all()]
+    return [view_of(StrategyPublic, row) for row in db.exec(query).all()]
 
 
 @router.get("/strategies/{strategy_id}", response_model=StrategyPublic)
 def get_strategy_version(strategy_id: int, workspace: CurrentWorkspace, db: Db) -> StrategyPublic:
-    return _public(_version_of(db, workspace, strategy_id))
+    return view_of(StrategyPublic, _version_of(db, workspace, strategy_id))
 
 
 @router.patch("/strategies/{strategy_id}", response_model=StrategyPublic)
@@ -114,14 +65,14 @@ def update_draft(strategy_id: int, body: StrategyUpdate, workspace: CurrentWorks
     except ImmutableStrategyError as exc:
         db.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    return _public(strategy)
+    return view_of(StrategyPublic, strategy)
 
 
 @router.post("/strategies/{strategy_id}/activate", response_model=StrategyPublic)
 def activate(strategy_id: int, workspace: CurrentWorkspace, db: Db) -> StrategyPublic:
     strategy = _version_of(db, workspace, strategy_id)
     if strategy.status is StrategyStatus.ACTIVE:
-        return _public(strategy)
+        return view_of(StrategyPublic, strategy)
     current = db.exec(
         select(StrategyVersion).where(StrategyVersion.workspace_id == workspace.id, StrategyVersion.status == StrategyStatus.ACTIVE)
     ).first()
@@ -136,4 +87,4 @@ def activate(strategy_id: int, workspace: CurrentWorkspace, db: Db) -> StrategyP
     except IntegrityError:
         db.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, detail="another version was activated at the same time; retry") from None
-    return _public(strategy)
+    return view_of(StrategyPublic, strategy)

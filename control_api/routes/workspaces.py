@@ -4,111 +4,20 @@ POST /workspaces answers with the workspace's first API key, the only time it is
 other route here serves only the workspace of the key sent, and answers 404 for any other id.
 """
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, select
 
 from control_api.deps import get_db
-from models.outreach_policy import parse_business_hours, zone
+from models.workspace_schemas import AttestationCreate, AttestationPublic, ApiKeyCreate, ApiKeyIssued, ApiKeyPublic, WorkspaceCreate, WorkspaceCreated, WorkspacePublic, WorkspaceUpdate
+from models.row_views import view_of
 from control_api.workspace_auth import CurrentWorkspace, issue_api_key, require_admin, revoke
 from models.domain import Lead, OutreachAttestation, Workspace, WorkspaceApiKey
-from models.enums import BudgetTier
 
 router = APIRouter(tags=["workspaces"])
 
 Db = Annotated[Session, Depends(get_db)]
-BusinessHours = dict[str, list[list[str]]]
-
-
-class WorkspaceFields(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    @field_validator("timezone", check_fields=False)
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            zone(value)
-        return value
-
-    @field_validator("business_hours", check_fields=False)
-    @classmethod
-    def _valid_hours(cls, value: BusinessHours | None) -> BusinessHours | None:
-        if value is not None:
-            parse_business_hours(value)
-        return value
-
-
-class WorkspaceCreate(WorkspaceFields):
-    name: str = Field(min_length=1, max_length=200)
-    timezone: str = Field(default="UTC", max_length=64)
-    budget_tier: BudgetTier = BudgetTier.GREEN
-    business_hours: BusinessHours | None = None
-
-
-class WorkspaceUpdate(WorkspaceFields):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    timezone: str | None = Field(default=None, max_length=64)
-    budget_tier: BudgetTier | None = None
-    business_hours: BusinessHours | None = None
-
-
-class WorkspacePublic(BaseModel):
-    id: int
-    name: str
-    timezone: str
-    budget_tier: BudgetTier
-    business_hours: BusinessHours | None
-    created_at: datetime
-
-
-class ApiKeyPublic(BaseModel):
-    id: int
-    name: str
-    key_prefix: str
-    created_at: datetime
-    revoked_at: datetime | None
-
-
-class ApiKeyIssued(BaseModel):
-    key: ApiKeyPublic
-    # Shown once: only its hash is stored.
-    api_key: str
-
-
-class WorkspaceCreated(BaseModel):
-    workspace: WorkspacePublic
-    key: ApiKeyPublic
-    api_key: str
-
-
-class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(default="default", min_length=1, max_length=100)
-
-
-class AttestationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    operator_id: str = Field(min_length=1, max_length=200)
-    # None: the attestation covers every lead of the workspace.
-    lead_id: int | None = None
-    granted: bool = True
-
-
-class AttestationPublic(BaseModel):
-    id: int
-    operator_id: str
-    lead_id: int | None
-    granted: bool
-    timestamp: datetime
-
-
-def _public(model: type[BaseModel], row: Any) -> Any:
-    return model.model_validate(row, from_attributes=True)
-
-
 def own_workspace(workspace_id: int, workspace: Workspace) -> Workspace:
     if workspace_id != workspace.id:
         # Not 403: another workspace's ids are not even confirmed to exist.
@@ -123,12 +32,12 @@ def create_workspace(body: WorkspaceCreate, db: Db) -> WorkspaceCreated:
     db.flush()
     record, key = issue_api_key(db, workspace)
     db.commit()
-    return WorkspaceCreated(workspace=_public(WorkspacePublic, workspace), key=_public(ApiKeyPublic, record), api_key=key)
+    return WorkspaceCreated(workspace=view_of(WorkspacePublic, workspace), key=view_of(ApiKeyPublic, record), api_key=key)
 
 
 @router.get("/workspaces/{workspace_id}", response_model=WorkspacePublic)
 def get_workspace(workspace_id: int, workspace: CurrentWorkspace) -> WorkspacePublic:
-    return _public(WorkspacePublic, own_workspace(workspace_id, workspace))
+    return view_of(WorkspacePublic, own_workspace(workspace_id, workspace))
 
 
 @router.patch("/workspaces/{workspace_id}", response_model=WorkspacePublic)
@@ -141,14 +50,14 @@ def update_workspace(workspace_id: int, body: WorkspaceUpdate, workspace: Curren
     db.add(workspace)
     db.commit()
     db.refresh(workspace)
-    return _public(WorkspacePublic, workspace)
+    return view_of(WorkspacePublic, workspace)
 
 
 @router.get("/workspaces/{workspace_id}/api-keys", response_model=list[ApiKeyPublic])
 def list_api_keys(workspace_id: int, workspace: CurrentWorkspace, db: Db) -> list[ApiKeyPublic]:
     own_workspace(workspace_id, workspace)
     keys = db.exec(select(WorkspaceApiKey).where(WorkspaceApiKey.workspace_id == workspace.id).order_by(col(WorkspaceApiKey.id))).all()
-    return [_public(ApiKeyPublic, key) for key in keys]
+    return [view_of(ApiKeyPublic, key) for key in keys]
 
 
 @router.post("/workspaces/{workspace_id}/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyIssued)
@@ -156,7 +65,7 @@ def create_api_key(workspace_id: int, body: ApiKeyCreate, workspace: CurrentWork
     own_workspace(workspace_id, workspace)
     record, key = issue_api_key(db, workspace, body.name)
     db.commit()
-    return ApiKeyIssued(key=_public(ApiKeyPublic, record), api_key=key)
+    return ApiKeyIssued(key=view_of(ApiKeyPublic, record), api_key=key)
 
 
 @router.delete("/workspaces/{workspace_id}/api-keys/{key_id}", response_model=ApiKeyPublic)
@@ -168,7 +77,7 @@ def revoke_api_key(workspace_id: int, key_id: int, workspace: CurrentWorkspace, 
     revoke(record)
     db.add(record)
     db.commit()
-    return _public(ApiKeyPublic, record)
+    return view_of(ApiKeyPublic, record)
 
 
 @router.post("/workspaces/{workspace_id}/attestations", status_code=status.HTTP_201_CREATED, response_model=AttestationPublic)
@@ -181,11 +90,11 @@ def create_attestation(workspace_id: int, body: AttestationCreate, workspace: Cu
     attestation = OutreachAttestation(workspace_id=workspace.id, **body.model_dump())
     db.add(attestation)
     db.commit()
-    return _public(AttestationPublic, attestation)
+    return view_of(AttestationPublic, attestation)
 
 
 @router.get("/workspaces/{workspace_id}/attestations", response_model=list[AttestationPublic])
 def list_attestations(workspace_id: int, workspace: CurrentWorkspace, db: Db) -> list[AttestationPublic]:
     own_workspace(workspace_id, workspace)
     rows = db.exec(select(OutreachAttestation).where(OutreachAttestation.workspace_id == workspace.id).order_by(col(OutreachAttestation.id))).all()
-    return [_public(AttestationPublic, row) for row in rows]
+    return [view_of(AttestationPublic, row) for row in rows]
