@@ -33,21 +33,43 @@ OBJECTIONS = {
     Intent.NOT_INTERESTED: "not_interested",
 }
 
+# What callers say to opt out. The one list: the rules below match any of these inside what was
+# said, and the offline recognizer's language model is built from them (speech_vocabulary.py), so
+# every opt-out the classifier knows is also one the recognizer expects to hear.
+OPT_OUT_PHRASES: tuple[str, ...] = (
+    "stop calling",
+    "stop calling me",
+    "please stop calling me",
+    "do not call",
+    "do not call me again",
+    "don't call",
+    "don't call me again",
+    "put me on your do not call list",
+    "take me off",
+    "take me off your list",
+    "please take me off your list",
+    "take my number off",
+    "remove me",
+    "remove my number",
+    "please remove my number from your list",
+    "off your list",
+    "off the list",
+    "unsubscribe",
+    "never call",
+    "stop it",
+    "stop this",
+    "i don't want any more calls",
+)
+
+
+def _phrase_pattern(phrase: str) -> str:
+    # Apostrophes are optional: recognizers and people write "dont" as often as "don't".
+    return r"\b" + re.escape(phrase).replace("'", "'?") + r"\b"
+
+
 # Order matters: the first rule that matches wins, and opting out must beat everything.
 _RULES: list[tuple[Intent, tuple[str, ...]]] = [
-    (
-        Intent.OPT_OUT,
-        (
-            r"\bstop calling\b",
-            r"\bdo not call\b",
-            r"\bdon'?t call\b",
-            r"\b(take|remove) (me|my number)\b",
-            r"\boff (your|the) list\b",
-            r"\bunsubscribe\b",
-            r"\bnever call\b",
-            r"\bstop (it|this)\b",
-        ),
-    ),
+    (Intent.OPT_OUT, tuple(_phrase_pattern(phrase) for phrase in OPT_OUT_PHRASES)),
     (Intent.NOT_INTERESTED, (r"\bnot interested\b", r"\bno interest\b", r"\bnot for (me|us)\b")),
     (
         Intent.CALLBACK,

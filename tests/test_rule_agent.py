@@ -117,3 +117,14 @@ def test_provisional_outcome_of_a_call_that_drops():
     assert agent.provisional_outcome() is CallOutcome.NO_ANSWER
     agent.reply("yes")
     assert agent.provisional_outcome() is CallOutcome.NOT_INTERESTED
+
+
+def test_every_opt_out_phrase_is_recognized_by_the_classifier_and_expected_by_the_recognizer():
+    from prompts.caller_intent import OPT_OUT_PHRASES
+    from voice_worker.providers.speech_vocabulary import CALLER_PHRASES
+
+    assert OPT_OUT_PHRASES
+    for phrase in OPT_OUT_PHRASES:
+        assert classify(phrase) is Intent.OPT_OUT, phrase
+        assert classify(f"well {phrase} thanks") is Intent.OPT_OUT, phrase
+        assert phrase in CALLER_PHRASES, phrase

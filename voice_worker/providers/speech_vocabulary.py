@@ -15,6 +15,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
+from prompts.caller_intent import OPT_OUT_PHRASES
+
 logger = logging.getLogger(__name__)
 
 _YES_NO = [
@@ -26,12 +28,7 @@ _YES_NO = [
     "sorry can you repeat that", "what did you say", "i didn't catch that",
     "thank you", "thanks", "goodbye", "bye", "okay bye", "have a nice day",
 ]
-_OPT_OUT = [
-    "stop calling me", "please stop calling me", "please take me off your list",
-    "take me off your list", "do not call me again", "don't call me again",
-    "remove my number", "please remove my number from your list",
-    "put me on your do not call list", "i don't want any more calls",
-]
+_OPT_OUT = list(OPT_OUT_PHRASES)
 _NOT_INTERESTED = [
     "i'm not interested", "no i'm not interested", "not interested",
     "we're not interested", "i'm not interested thank you", "we don't need that",
