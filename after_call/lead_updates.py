@@ -16,13 +16,13 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from models.conversation_history import new_message, thread_for
-from models.outreach_policy import FollowUpCadence
 from models.call_job import utcnow
 from models.column_types import as_utc
+from models.conversation_history import new_message, thread_for
 from models.domain import ChatMessage, Lead, Meeting, StrategyVersion
 from models.enums import CallOutcome, CallStatus, Channel, DeliveryStatus, EndReason, LeadStage, LeadTag, OptOutSource
 from models.log_config import get_logger
+from models.outreach_policy import FollowUpCadence
 from models.tables import Call
 from prompts.caller_intent import Intent, classify
 from services import Services
@@ -120,7 +120,9 @@ def store_transcript(db: Session, lead: Lead, call: Call) -> int:
         at, text = _at(entry, fallback), str(entry.get("text", ""))
         if entry.get("role") == "caller":
             last_timing = entry.get("timing")
-            message = new_message(thread, {"role": "user", "content": text}, call_id=call.id, created_at=at, sent_at=at, timing=last_timing)
+            message = new_message(
+                thread, {"role": "user", "content": text}, call_id=call.id, created_at=at, sent_at=at, timing=last_timing
+            )
         else:
             replied_after = (last_timing or {}).get("first_audio_sent_ms")
             message = new_message(
@@ -141,6 +143,7 @@ def store_transcript(db: Session, lead: Lead, call: Call) -> int:
 
 
 def _book_meeting(db: Session, lead: Lead, call: Call, link: str | None) -> None:
+    assert lead.id is not None  # a stored lead: it was read from the database
     if db.exec(select(Meeting).where(Meeting.call_id == call.id)).first() is not None:
         return
     slot_text = call.answers.get("meeting_time")
@@ -148,7 +151,16 @@ def _book_meeting(db: Session, lead: Lead, call: Call, link: str | None) -> None
         slot_at = as_utc(datetime.fromisoformat(slot_text)) if slot_text else None
     except ValueError:
         slot_at = None  # said in words ("tuesday at ten"): kept as slot_text for a person to confirm
-    db.add(Meeting(workspace_id=lead.workspace_id, lead_id=lead.id, call_id=call.id, slot_text=slot_text and slot_text[:500], slot_at=slot_at, link=link))
+    db.add(
+        Meeting(
+            workspace_id=lead.workspace_id,
+            lead_id=lead.id,
+            call_id=call.id,
+            slot_text=slot_text and slot_text[:500],
+            slot_at=slot_at,
+            link=link,
+        )
+    )
 
 
 def _next_followup(db: Session, lead: Lead, call: Call) -> datetime | None:

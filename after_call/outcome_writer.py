@@ -67,11 +67,15 @@ async def _persist(services: Services, record: Call) -> bool:
             log.warning("outcome_db_write_failed", call_id=record.id, attempt=attempt + 1, error=type(exc).__name__)
             await asyncio.sleep(0.2 * (attempt + 1))
     metrics.OUTCOME_WRITE_FAILURES.labels("database").inc()
+    await asyncio.to_thread(_spool, record)
+    log.error("outcome_spooled", call_id=record.id, spool=str(SPOOL_PATH))
+    return False
+
+
+def _spool(record: Call) -> None:
     SPOOL_PATH.parent.mkdir(parents=True, exist_ok=True)
     with SPOOL_PATH.open("a") as spool:
         spool.write(record.model_dump_json() + "\n")
-    log.error("outcome_spooled", call_id=record.id, spool=str(SPOOL_PATH))
-    return False
 
 
 def replay_spool(services: Services) -> int:

@@ -98,11 +98,13 @@ async def reconcile(services: Services, call_id: str, progress: TelephonyProgres
     if record is not None:
         job = await services.store.load_job(call_id)
         if job is not None:
-            await services.store.update_job(job.model_copy(update={"outcome": record.outcome, "telephony_status": record.telephony_status}))
-        log.info("call_reconciled_with_telephony", call_id=call_id, outcome=record.outcome, telephony_status=record.telephony_status)
+            await services.store.update_job(
+                job.model_copy(update={"outcome": record.outcome, "telephony_status": record.telephony_status})
+            )
+        log.info(
+            "call_reconciled_with_telephony", call_id=call_id, outcome=record.outcome, telephony_status=record.telephony_status
+        )
     return record
-
-
 
 
 async def reconcile_with_telephony(services: Services, record: Call) -> None:

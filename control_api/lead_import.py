@@ -20,13 +20,17 @@ IMPORT_COLUMNS = ("phone", "name", "external_id", "timezone", "consent", "stage"
 
 
 def new_lead(workspace: Workspace, body: LeadCreate, now: datetime) -> Lead:
-    lead = Lead(workspace_id=workspace.id, **body.model_dump(exclude={"external_id", "tags"}), external_id=body.external_id or body.phone, tags=[t.value for t in body.tags])
+    lead = Lead(
+        workspace_id=workspace.id,
+        **body.model_dump(exclude={"external_id", "tags"}),
+        external_id=body.external_id or body.phone,
+        tags=[t.value for t in body.tags],
+    )
     if body.consent:
         lead.consent_at, lead.consent_source = now, "api"
     if body.stage is LeadStage.SUPPRESSED:  # a do-not-call entry: imported as an opt-out
         lead.opted_out_at, lead.opt_out_source = now, OptOutSource.API
     return lead
-
 
 
 def import_csv(raw: bytes, workspace: Workspace, db: Session) -> ImportReport:
@@ -56,7 +60,9 @@ def import_csv(raw: bytes, workspace: Workspace, db: Session) -> ImportReport:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=f"import at most {MAX_IMPORT_ROWS} rows at a time")
     for number, row in enumerate(rows, start=1):
         if None in row:  # more cells than header columns
-            report.errors.append(ImportRowError(row=number, field="row", error=f"{len(row[None])} cells more than the header has"))
+            report.errors.append(
+                ImportRowError(row=number, field="row", error=f"{len(row[None])} cells more than the header has")
+            )
             continue
         values = {key: value for key, value in row.items() if value not in (None, "")}
         try:
@@ -67,7 +73,9 @@ def import_csv(raw: bytes, workspace: Workspace, db: Session) -> ImportReport:
                 report.errors.append(ImportRowError(row=number, field=field, error=error["msg"].removeprefix("Value error, ")))
             continue
         if body.phone in seen:
-            report.errors.append(ImportRowError(row=number, field="phone", error=f"phone {body.phone} appears earlier in this file"))
+            report.errors.append(
+                ImportRowError(row=number, field="phone", error=f"phone {body.phone} appears earlier in this file")
+            )
             continue
         seen.add(body.phone)
         lead = new_lead(workspace, body, now)
@@ -75,7 +83,9 @@ def import_csv(raw: bytes, workspace: Workspace, db: Session) -> ImportReport:
             with db.begin_nested():
                 db.add(lead)
         except IntegrityError:
-            report.errors.append(ImportRowError(row=number, field="phone", error=f"a lead with phone {body.phone} already exists"))
+            report.errors.append(
+                ImportRowError(row=number, field="phone", error=f"a lead with phone {body.phone} already exists")
+            )
             continue
         report.lead_ids.append(lead.id)
     db.commit()

@@ -1,6 +1,7 @@
 """Prometheus metrics of the control API (the worker's are in voice_worker/metrics.py; one GET /metrics shows both)."""
 
 import asyncio
+import contextlib
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -12,7 +13,9 @@ RATE_LIMIT_REFUSALS = Counter("control_rate_limit_refusals_total", "Call request
 TURNSTILE_REFUSALS = Counter("control_turnstile_refusals_total", "Call requests refused by the Turnstile check", ["reason"])
 API_KEY_REFUSALS = Counter("control_api_key_refusals_total", "Requests refused for a missing or wrong API key")
 CONTEXTS_GENERATED = Counter("control_contexts_generated_total", "Call contexts generated, by source", ["source"])
-TWILIO_CALLBACKS = Counter("control_twilio_callbacks_total", "Accepted Twilio callbacks, by call status or AMD verdict", ["status"])
+TWILIO_CALLBACKS = Counter(
+    "control_twilio_callbacks_total", "Accepted Twilio callbacks, by call status or AMD verdict", ["status"]
+)
 TWILIO_CALLBACKS_REJECTED = Counter("control_twilio_callbacks_rejected_total", "Refused Twilio callbacks", ["reason"])
 # Calls in the session store, across processes (voice_active_calls counts this process's streams).
 SESSIONS_ACTIVE = Gauge("control_active_calls", "Calls whose session is live in the session store")
@@ -27,8 +30,7 @@ STAGE_LATENCY = Histogram(
 async def refresh_active_calls(store: SessionStore, every_seconds: float = 5.0) -> None:
     """Keep SESSIONS_ACTIVE current: a scrape cannot await the store, so the gauge is kept warm."""
     while True:
-        try:
+        # On an outage /health/ready reports it; the gauge keeps its last value.
+        with contextlib.suppress(SessionStoreUnavailable):
             SESSIONS_ACTIVE.set(await store.count_active_calls())
-        except SessionStoreUnavailable:
-            pass  # /health/ready reports the outage; the gauge keeps its last value
         await asyncio.sleep(every_seconds)

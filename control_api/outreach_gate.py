@@ -12,13 +12,21 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from models.conversation_history import Message, history_for_context
-from models.outreach_policy import FollowUpCadence, OutreachFacts, PolicyVerdict, budget_day, decide
 from models.call_job import utcnow
 from models.call_request import CallRequest
 from models.column_types import as_utc
-from models.domain import DEFAULT_WORKSPACE_NAME, Lead, OutreachAttestation, PolicyDecision, StrategyVersion, Workspace, WorkspaceApiKey
+from models.conversation_history import Message, history_for_context
+from models.domain import (
+    DEFAULT_WORKSPACE_NAME,
+    Lead,
+    OutreachAttestation,
+    PolicyDecision,
+    StrategyVersion,
+    Workspace,
+    WorkspaceApiKey,
+)
 from models.enums import Channel, LeadStage, StrategyStatus
+from models.outreach_policy import FollowUpCadence, OutreachFacts, PolicyVerdict, budget_day, decide
 from models.settings import Settings
 from models.tables import Call
 
@@ -64,7 +72,11 @@ class Admission:
     history: list[Message]
 
     def call_links(self) -> dict[str, int | None]:
-        return {"workspace_id": self.workspace.id, "lead_id": self.lead.id, "strategy_version_id": self.strategy.id if self.strategy else None}
+        return {
+            "workspace_id": self.workspace.id,
+            "lead_id": self.lead.id,
+            "strategy_version_id": self.strategy.id if self.strategy else None,
+        }
 
     def link_call(self, db: Session, call_id: str) -> None:
         """After the Call row is added: the decision points at the call it let through."""
@@ -106,11 +118,17 @@ def record_request_consent(db: Session, lead: Lead, api_key: WorkspaceApiKey | N
         lead.consent, lead.consent_at, lead.consent_source = True, now, WEB_FORM_CONSENT
         db.add(lead)
     else:
-        db.add(OutreachAttestation(workspace_id=lead.workspace_id, lead_id=lead.id, operator_id=f"api_key:{api_key.key_prefix}", timestamp=now))
+        db.add(
+            OutreachAttestation(
+                workspace_id=lead.workspace_id, lead_id=lead.id, operator_id=f"api_key:{api_key.key_prefix}", timestamp=now
+            )
+        )
 
 
 def active_strategy(db: Session, workspace_id: int) -> StrategyVersion | None:
-    query = select(StrategyVersion).where(StrategyVersion.workspace_id == workspace_id, StrategyVersion.status == StrategyStatus.ACTIVE)
+    query = select(StrategyVersion).where(
+        StrategyVersion.workspace_id == workspace_id, StrategyVersion.status == StrategyStatus.ACTIVE
+    )
     return db.exec(query).first()
 
 
@@ -129,7 +147,9 @@ def gather_facts(db: Session, workspace: Workspace, lead: Lead, settings: Settin
     strategy = active_strategy(db, workspace.id)
     day_start, day_end = budget_day(now, workspace.timezone)
     calls_today = db.exec(
-        select(func.count()).select_from(Call).where(Call.workspace_id == workspace.id, Call.created_at >= day_start, Call.created_at < day_end)
+        select(func.count())
+        .select_from(Call)
+        .where(Call.workspace_id == workspace.id, Call.created_at >= day_start, Call.created_at < day_end)
     ).one()
     attempts = db.exec(select(Call.created_at).where(Call.lead_id == lead.id)).all()
     return OutreachFacts(
@@ -149,7 +169,9 @@ def gather_facts(db: Session, workspace: Workspace, lead: Lead, settings: Settin
     )
 
 
-def evaluate(db: Session, workspace: Workspace, lead: Lead, settings: Settings, now: datetime | None = None) -> tuple[PolicyDecision, PolicyVerdict]:
+def evaluate(
+    db: Session, workspace: Workspace, lead: Lead, settings: Settings, now: datetime | None = None
+) -> tuple[PolicyDecision, PolicyVerdict]:
     """Decide, and commit the decision (with whatever else the session holds) before returning."""
     verdict = decide(gather_facts(db, workspace, lead, settings, now or utcnow()))
     decision = PolicyDecision(

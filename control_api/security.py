@@ -64,7 +64,11 @@ class ApiKeyMiddleware:
             {
                 "type": "http.response.start",
                 "status": 401,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"www-authenticate", b"ApiKey")],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b"ApiKey"),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})

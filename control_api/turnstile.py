@@ -42,21 +42,29 @@ async def verify_token(http: httpx.AsyncClient, settings: Settings, token: str, 
     if not isinstance(body, dict):
         raise TurnstileUnavailable("siteverify answered something other than a JSON object")
     codes = body.get("error-codes") or []
-    return TurnstileVerdict(success=body.get("success") is True, error_codes=[str(c) for c in codes], hostname=body.get("hostname"))
+    return TurnstileVerdict(
+        success=body.get("success") is True, error_codes=[str(c) for c in codes], hostname=body.get("hostname")
+    )
 
 
 async def require_turnstile(http: httpx.AsyncClient, settings: Settings, token: str | None, remote_ip: str | None) -> None:
     """400 without a token, 403 when Cloudflare says no, 503 when Cloudflare cannot be asked."""
     if not token:
         metrics.TURNSTILE_REFUSALS.labels("missing").inc()
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="turnstile_token is required: complete the human check on the form")
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail="turnstile_token is required: complete the human check on the form"
+        )
     try:
         verdict = await verify_token(http, settings, token, remote_ip)
     except TurnstileUnavailable as exc:
         metrics.TURNSTILE_REFUSALS.labels("unavailable").inc()
         log.warning("turnstile_unavailable", error=str(exc))
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="the human check could not be verified right now; try again") from None
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail="the human check could not be verified right now; try again"
+        ) from None
     if not verdict.success:
         metrics.TURNSTILE_REFUSALS.labels("rejected").inc()
         codes = ", ".join(verdict.error_codes) or "no reason given"
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"turnstile_token was rejected ({codes}); complete the human check again")
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail=f"turnstile_token was rejected ({codes}); complete the human check again"
+        )

@@ -30,7 +30,9 @@ def hash_api_key(key: str) -> str:
 def issue_api_key(db: Session, workspace: Workspace, name: str = "default") -> tuple[WorkspaceApiKey, str]:
     """A new key for the workspace; the plain key is returned here and never stored."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    record = WorkspaceApiKey(workspace_id=workspace.id, name=name, key_prefix=key[:SHOWN_PREFIX_LENGTH], key_hash=hash_api_key(key))
+    record = WorkspaceApiKey(
+        workspace_id=workspace.id, name=name, key_prefix=key[:SHOWN_PREFIX_LENGTH], key_hash=hash_api_key(key)
+    )
     db.add(record)
     return record, key
 

@@ -42,7 +42,9 @@ def turns_to_messages(turns: Iterable[Mapping[str, Any]], first_index: int = 0) 
     for index, turn in enumerate(turns, first_index):
         unknown = set(turn) - set(TURN_KEYS)
         if unknown or not turn:
-            raise HistoryFormatError(f"history[{index}]: a turn has only the keys user, agent, system (got {sorted(unknown)[:3]})")
+            raise HistoryFormatError(
+                f"history[{index}]: a turn has only the keys user, agent, system (got {sorted(unknown)[:3]})"
+            )
         for key in TURN_KEYS:
             if key in turn:
                 messages.append({"role": ROLE_OF_TURN_KEY[key], "content": _text(turn[key], index, key)})
@@ -95,6 +97,8 @@ def _text(value: Any, index: int, key: str) -> str:
 
 def thread_for(db: Session, lead: Lead, channel: Channel) -> ConversationThread:
     """The lead's one thread on a channel, created on first use (safely under concurrency)."""
+    if lead.id is None:
+        raise ValueError("the lead must be stored before it has threads")
     query = select(ConversationThread).where(ConversationThread.lead_id == lead.id, ConversationThread.channel == channel)
     thread = db.exec(query).first()
     if thread is not None:
@@ -109,8 +113,12 @@ def thread_for(db: Session, lead: Lead, channel: Channel) -> ConversationThread:
 
 
 def new_message(thread: ConversationThread, message: Mapping[str, str], **fields: Any) -> ChatMessage:
+    if thread.id is None:
+        raise ValueError("the thread must be stored before messages are added to it")
     role, sender = STORED_AS[message["role"]]
-    return ChatMessage(thread_id=thread.id, lead_id=thread.lead_id, role=role, sender_type=sender, content=message["content"], **fields)
+    return ChatMessage(
+        thread_id=thread.id, lead_id=thread.lead_id, role=role, sender_type=sender, content=message["content"], **fields
+    )
 
 
 def as_message(stored: ChatMessage) -> Message:
@@ -119,7 +127,11 @@ def as_message(stored: ChatMessage) -> Message:
 
 def stored_messages(db: Session, lead_id: int, limit: int | None = None) -> list[ChatMessage]:
     """The lead's messages on every channel, oldest first (the newest `limit` of them)."""
-    query = select(ChatMessage).where(ChatMessage.lead_id == lead_id).order_by(col(ChatMessage.created_at).desc(), col(ChatMessage.id).desc())
+    query = (
+        select(ChatMessage)
+        .where(ChatMessage.lead_id == lead_id)
+        .order_by(col(ChatMessage.created_at).desc(), col(ChatMessage.id).desc())
+    )
     if limit is not None:
         query = query.limit(limit)
     return list(reversed(db.exec(query).all()))

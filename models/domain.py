@@ -92,7 +92,16 @@ class StrategyVersion(SQLModel, table=True):
     activated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
-STRATEGY_CONTENT_FIELDS = ("tone", "objectives", "objection_handling", "cta_rules", "followup_preset", "interval_overrides", "version_number", "workspace_id")
+STRATEGY_CONTENT_FIELDS = (
+    "tone",
+    "objectives",
+    "objection_handling",
+    "cta_rules",
+    "followup_preset",
+    "interval_overrides",
+    "version_number",
+    "workspace_id",
+)
 
 
 class ImmutableStrategyError(ValueError):
@@ -109,7 +118,9 @@ def _refuse_changes_to_published_versions(_mapper, _connection, target: Strategy
         return
     changed = [name for name in STRATEGY_CONTENT_FIELDS if state.attrs[name].history.has_changes()]
     if changed:
-        raise ImmutableStrategyError(f"strategy version {target.id} is {was}: {', '.join(changed)} cannot change; create a new version")
+        raise ImmutableStrategyError(
+            f"strategy version {target.id} is {was}: {', '.join(changed)} cannot change; create a new version"
+        )
 
 
 class Lead(SQLModel, table=True):

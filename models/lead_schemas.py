@@ -2,6 +2,7 @@
 
 import re
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -21,7 +22,7 @@ def shown(value: Any) -> str:
     return f"{text_value[:SHOWN_VALUE]!r}... ({len(text_value)} characters)"
 
 
-def _one_of(enum_cls: type, value: Any, what: str) -> Any:
+def _one_of(enum_cls: type[StrEnum], value: Any, what: str) -> Any:
     try:
         return enum_cls(value.strip().upper() if isinstance(value, str) else value)
     except ValueError:

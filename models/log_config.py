@@ -47,7 +47,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         from loguru import logger as loguru_logger
 
         loguru_logger.remove()
-        loguru_logger.configure(patcher=lambda record: record.update(message=_mask_e164(record["message"])))
+        loguru_logger.configure(patcher=lambda record: record.__setitem__("message", _mask_e164(record["message"])))
         loguru_logger.add(sys.stderr, level="WARNING" if numeric > logging.DEBUG else "DEBUG")
     except ImportError:
         pass

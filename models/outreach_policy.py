@@ -69,7 +69,9 @@ class FollowUpCadence:
     @classmethod
     def for_strategy(cls, preset: FollowUpPreset, overrides: Mapping[str, object] | None = None) -> "FollowUpCadence":
         hours = (overrides or {}).get("intervals_hours") or FOLLOWUP_INTERVALS_HOURS[preset]
-        return cls(tuple(timedelta(hours=float(h)) for h in hours))  # type: ignore[union-attr]
+        if not isinstance(hours, Sequence):
+            raise ValueError("intervals_hours must be a list of hours")
+        return cls(tuple(timedelta(hours=float(h)) for h in hours))
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,11 @@ def _daily_windows(tz: ZoneInfo, first: date, days: int, opens: time, closes: ti
     for offset in range(days):
         day = first + timedelta(days=offset)
         start = datetime.combine(day, opens, tzinfo=tz)
-        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz) if closes is None else datetime.combine(day, closes, tzinfo=tz)
+        end = (
+            datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+            if closes is None
+            else datetime.combine(day, closes, tzinfo=tz)
+        )
         windows.append((start.astimezone(UTC), end.astimezone(UTC)))
     return windows
 
@@ -167,7 +173,12 @@ def parse_business_hours(raw: Mapping[str, Sequence[Sequence[str]]]) -> dict[int
         for span in spans:
             if len(span) != 2:
                 raise ValueError(f"business_hours.{key}: each span is [open, close]")
-            opens, closes = _clock(span[0], f"business_hours.{key}"), _clock(span[1], f"business_hours.{key}", allow_midnight=True)
+            opens, closes = (
+                _clock(span[0], f"business_hours.{key}"),
+                _clock(span[1], f"business_hours.{key}", allow_midnight=True),
+            )
+            if opens is None:
+                raise ValueError(f"business_hours.{key}: {span[0]} is not an opening time")
             if closes is not None and closes <= opens:
                 raise ValueError(f"business_hours.{key}: {span[1]} is not after {span[0]}")
             day_spans.append((opens, closes))
@@ -263,12 +274,16 @@ def check_follow_up(facts: OutreachFacts) -> RuleResult:
         return RuleResult("follow_up", True, "no active strategy: no follow-up cadence applies")
     attempts = sorted(a for a in facts.previous_attempts if a <= facts.now)
     if len(attempts) >= cadence.max_attempts:
-        return RuleResult("follow_up", False, f"{len(attempts)} of {cadence.max_attempts} attempts made", Reason.MAX_ATTEMPTS_REACHED)
+        return RuleResult(
+            "follow_up", False, f"{len(attempts)} of {cadence.max_attempts} attempts made", Reason.MAX_ATTEMPTS_REACHED
+        )
     if not attempts:
         return RuleResult("follow_up", True, f"first of {cadence.max_attempts} attempts")
     due = attempts[-1] + cadence.intervals[len(attempts) - 1]
     if facts.now < due:
-        return RuleResult("follow_up", False, f"attempt {len(attempts) + 1} is due {due.isoformat()}", Reason.FOLLOWUP_TOO_SOON, due)
+        return RuleResult(
+            "follow_up", False, f"attempt {len(attempts) + 1} is due {due.isoformat()}", Reason.FOLLOWUP_TOO_SOON, due
+        )
     return RuleResult("follow_up", True, f"attempt {len(attempts) + 1} of {cadence.max_attempts}, due since {due.isoformat()}")
 
 

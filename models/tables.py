@@ -6,10 +6,10 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from models.call_job import utcnow
-from models.column_types import UtcDateTime, enum_type
 # Call's links point at the domain's tables: they must be in the metadata wherever Call is.
 from models import domain as _domain  # noqa: F401
+from models.call_job import utcnow
+from models.column_types import UtcDateTime, enum_type
 from models.enums import CallGoal, CallOutcome, CallStatus, EndReason
 
 

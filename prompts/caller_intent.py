@@ -95,7 +95,11 @@ _RULES: list[tuple[Intent, tuple[str, ...]]] = [
     ),
     (
         Intent.SEND_INFO,
-        (r"\bsend (me |us )?(an |some |the |more )?(email|information|info|details|something|brochure)\b", r"\bemail me\b", r"\bin writing\b"),
+        (
+            r"\bsend (me |us )?(an |some |the |more )?(email|information|info|details|something|brochure)\b",
+            r"\bemail me\b",
+            r"\bin writing\b",
+        ),
     ),
     (Intent.TIMING, (r"\bnot (right )?now\b", r"\bmaybe later\b", r"\bnext year\b", r"\bnot the right time\b")),
 ]

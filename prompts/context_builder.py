@@ -129,11 +129,7 @@ def _system_prompt(
             value = "\n".join(value)
         script_blocks.append(fence(label, value, kind="SCRIPT"))
 
-    link_step = (
-        "Tell them the booking link will come by text message; never read the link aloud."
-        if request.booking_link
-        else ""
-    )
+    link_step = "Tell them the booking link will come by text message; never read the link aloud." if request.booking_link else ""
     trusted = {
         "goal": request.goal.value,
         "style": request.style.value,
@@ -161,9 +157,7 @@ def _system_prompt(
             else ""
         ),
         "history_block": (
-            "\n## Earlier conversation\n" + fence("earlier_conversation", history, kind="CONVERSATION")
-            if history
-            else ""
+            "\n## Earlier conversation\n" + fence("earlier_conversation", history, kind="CONVERSATION") if history else ""
         ),
     }
     text = render(_template("system.md"), trusted)

@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
+from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from models.call_request import CallRequest
@@ -82,13 +84,15 @@ SYSTEM_PROMPT = (
     "handler answers that objection and steers back to the goal, the commitment question asks for the goal, "
     "the closing says goodbye. Use only facts from the form fields; never invent prices, discounts, terms, "
     "dates or promises. Say numbers the way people say them. No lists, markdown, emojis, symbols or web "
-    "addresses. One or two short sentences per line. Keep commitment_question null when the draft's is null.\n\n"
-    + FENCE_RULE
+    "addresses. One or two short sentences per line. Keep commitment_question null when the draft's is null.\n\n" + FENCE_RULE
 )
 
 
 def response_format() -> dict[str, Any]:
-    return {"type": "json_schema", "json_schema": {"name": "spoken_lines", "strict": True, "schema": SpokenLines.model_json_schema()}}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "spoken_lines", "strict": True, "schema": SpokenLines.model_json_schema()},
+    }
 
 
 def _draft(template: ContextInstance) -> dict[str, Any]:
@@ -96,7 +100,12 @@ def _draft(template: ContextInstance) -> dict[str, Any]:
 
 
 def build_messages(request: CallRequest, template: ContextInstance) -> list[dict[str, str]]:
-    fields = {"product": request.product, "offer_pricing": request.offer_pricing, "name": request.name, "constraints": request.constraints}
+    fields = {
+        "product": request.product,
+        "offer_pricing": request.offer_pricing,
+        "name": request.name,
+        "constraints": request.constraints,
+    }
     fenced = "\n\n".join(fence(label, value) for label, value in fields.items() if value)
     user = (
         f"Goal: {request.goal.value}. Style: {request.style.value}. Audience: {request.target.value}.\n\n"
@@ -210,8 +219,8 @@ class ContextGenerator:
         assert self._client is not None
         completion = await self._client.chat.completions.create(
             model=self.settings.openai_model,
-            messages=build_messages(request, template),  # type: ignore[arg-type]
-            response_format=response_format(),  # type: ignore[arg-type]
+            messages=cast("list[ChatCompletionMessageParam]", build_messages(request, template)),
+            response_format=cast("ResponseFormatJSONSchema", response_format()),
             temperature=0.4,
             max_completion_tokens=MAX_COMPLETION_TOKENS,
         )

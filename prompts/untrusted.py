@@ -38,9 +38,7 @@ _TRAILING = " ,;:-"
 def _without_controls(text: str, keep: str = "") -> str:
     # Category C covers control, format (zero-width, bidi overrides), surrogate and unassigned code
     # points: none of them belongs in a prompt or in speech, and bidi overrides can hide text.
-    return "".join(
-        ch if ch in keep or not unicodedata.category(ch).startswith("C") else " " for ch in text
-    )
+    return "".join(ch if ch in keep or not unicodedata.category(ch).startswith("C") else " " for ch in text)
 
 
 def fence_token(kind: str, label: str, value: str) -> str:

@@ -123,9 +123,13 @@ def main() -> None:
         "database": "sqlite",
         "server": "1 uvicorn worker on 127.0.0.1",
     }
-    print(f"POST /calls x{figures['requests']} at concurrency {args.concurrency} on loopback ({figures['session_store']} store, SQLite):")
+    print(
+        f"POST /calls x{figures['requests']} at concurrency {args.concurrency} on loopback ({figures['session_store']} store, SQLite):"
+    )
     if "p50_ms" in figures:
-        print(f"  p50 {figures['p50_ms']} ms   p95 {figures['p95_ms']} ms   p99 {figures['p99_ms']} ms   max {figures['max_ms']} ms")
+        print(
+            f"  p50 {figures['p50_ms']} ms   p95 {figures['p95_ms']} ms   p99 {figures['p99_ms']} ms   max {figures['max_ms']} ms"
+        )
     print(f"  {figures['throughput_per_second']} requests/s over {figures['wall_seconds']} s; statuses {figures['statuses']}")
     print(json.dumps(figures))
 

@@ -13,9 +13,9 @@ import asyncio
 import sys
 from pathlib import Path
 
-from simulator.caller_scripts import SCENARIOS
 from scripts.local_server import running_server
 from scripts.simulate_call import DEMO_REQUEST, print_summary, simulate
+from simulator.caller_scripts import SCENARIOS
 
 
 def main(argv: list[str] | None = None) -> int:

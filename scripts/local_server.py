@@ -27,7 +27,19 @@ def running_server(env: dict[str, str] | None = None, log_path: Path | None = No
     child_env = {**os.environ, "PUBLIC_BASE_URL": base_url, **(env or {})}
     log_file = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "control_api.main:app_factory", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "control_api.main:app_factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         env=child_env,
         stdout=log_file,
         stderr=subprocess.STDOUT,

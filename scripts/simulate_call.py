@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from simulator.caller_scripts import SCENARIOS, caller_script
-from simulator.callee import SimulatedCaller
 from models.context import ContextInstance
+from simulator.callee import SimulatedCaller
+from simulator.caller_scripts import SCENARIOS, caller_script
 
 DEMO_REQUEST = {
     "phone": "+14155550123",
@@ -94,7 +94,9 @@ def print_summary(report: dict) -> None:
         suffix = f"   [audio out +{timing['first_audio_sent_ms']:.0f} ms]" if "first_audio_sent_ms" in timing else ""
         print(f"  {entry['role']:>6}: {entry['text']}{suffix}")
     lat = report["latency_caller_end_of_speech_to_first_agent_audio"]
-    print(f"latency (caller end of speech -> first agent audio): median {lat['median_ms']} ms, worst {lat['worst_ms']} ms over {lat['count']} turns")
+    print(
+        f"latency (caller end of speech -> first agent audio): median {lat['median_ms']} ms, worst {lat['worst_ms']} ms over {lat['count']} turns"
+    )
     print(f"audio:  {report['wav']}")
     print(f"report: {report['report']}")
 

@@ -68,7 +68,7 @@ class TwilioRestHttpClient(AsyncHttpClient):
             method.upper(),
             self._target(uri),
             params=params,  # type: ignore[arg-type]
-            data=data,  # type: ignore[arg-type]
+            data=data,
             headers=headers,
             auth=auth,
             timeout=timeout or self.timeout,

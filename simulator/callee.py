@@ -22,10 +22,10 @@ from pathlib import Path
 
 import websockets
 
-from simulator.caller_scripts import CallerLine
 from models.log_config import get_logger
-from voice_worker.providers.espeak_synth import resample_pcm16, synthesize_async
 from models.twilio_media import FRAME_MS, MULAW_FRAME_BYTES, SAMPLE_RATE
+from simulator.caller_scripts import CallerLine
+from voice_worker.providers.espeak_synth import resample_pcm16, synthesize_async
 
 log = get_logger(__name__)
 
@@ -218,7 +218,12 @@ class SimulatedCaller:
                 {
                     "event": "media",
                     "streamSid": self.stream_sid,
-                    "media": {"track": "inbound", "chunk": str(tick + 1), "timestamp": str(tick * FRAME_MS), "payload": base64.b64encode(mic).decode()},
+                    "media": {
+                        "track": "inbound",
+                        "chunk": str(tick + 1),
+                        "timestamp": str(tick * FRAME_MS),
+                        "payload": base64.b64encode(mic).decode(),
+                    },
                 }
             )
             while self._playback and isinstance(self._playback[0], str):

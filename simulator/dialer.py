@@ -22,7 +22,9 @@ class SimulatorDialer:
 
     async def dial(self, job: CallJob, context: ContextInstance) -> DialResult:
         params = stream_parameters(self._settings, job.id)
-        caller = SimulatedCaller(ws_url(self._settings), params["call_id"], params["token"], caller_script(self.scenario, context))
+        caller = SimulatedCaller(
+            ws_url(self._settings), params["call_id"], params["token"], caller_script(self.scenario, context)
+        )
         task = asyncio.create_task(self._answer(caller))
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)

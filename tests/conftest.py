@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 import redis
+from fastapi.testclient import TestClient
 
 from control_api.main import create_app
-
 from scripts.local_server import free_port, running_server
 from tests.support import TWILIO_FROM_NUMBER, DomainApi, PostgresServer, RecordingDialer, RedisServer, make_settings, server_env
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
@@ -127,7 +127,13 @@ def twilio_emulator():
 def twilio_live_server(tmp_path_factory, twilio_emulator) -> Iterator[str]:
     """The app in a child process with TELEPHONY_PROVIDER=twilio, its twilio client aimed at the emulator."""
     tmp = tmp_path_factory.mktemp("server-twilio")
-    env = server_env(tmp, TELEPHONY_PROVIDER="twilio", TWILIO_FROM_NUMBER=TWILIO_FROM_NUMBER, SILENCE_TIMEOUT_SECONDS="3", **twilio_emulator.env())
+    env = server_env(
+        tmp,
+        TELEPHONY_PROVIDER="twilio",
+        TWILIO_FROM_NUMBER=TWILIO_FROM_NUMBER,
+        SILENCE_TIMEOUT_SECONDS="3",
+        **twilio_emulator.env(),
+    )
     with running_server(env, log_path=tmp / "server.log") as base_url:
         yield base_url
 

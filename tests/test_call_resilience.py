@@ -10,11 +10,11 @@ import httpx
 import pytest
 import websockets
 
-from simulator.caller_scripts import CallerLine, caller_script
-from simulator.callee import SimulatedCaller
 from models.context import ContextInstance
 from scripts.local_server import running_server
 from scripts.simulate_call import simulate
+from simulator.callee import SimulatedCaller
+from simulator.caller_scripts import CallerLine, caller_script
 from tests.support import BOOK_MEETING_REQUEST, server_env
 
 
@@ -40,7 +40,10 @@ async def _final(base: str, call_id: str) -> dict:
 async def test_redis_restart_mid_call_does_not_lose_the_outcome(redis_live_server, redis_server):
     call, context = await _create(redis_live_server, "+14155550150")
     caller = SimulatedCaller(
-        redis_live_server.replace("http", "ws") + "/ws", call["stream"]["call_id"], call["stream"]["token"], caller_script("happy", context)
+        redis_live_server.replace("http", "ws") + "/ws",
+        call["stream"]["call_id"],
+        call["stream"]["token"],
+        caller_script("happy", context),
     )
     running = asyncio.create_task(caller.run())
     await asyncio.sleep(8)  # mid-call: the opening has played, the callee is answering
@@ -55,7 +58,7 @@ async def test_redis_restart_mid_call_does_not_lose_the_outcome(redis_live_serve
 
 
 class _BrokenOpenAI(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", 0)))
         self.send_response(500)
         self.send_header("content-type", "application/json")
@@ -76,7 +79,13 @@ def broken_openai():
 
 
 async def test_failing_llm_is_replaced_by_the_rule_based_agent_within_the_turn(tmp_path, broken_openai):
-    env = server_env(tmp_path, LLM_PROVIDER="openai", OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=broken_openai, LLM_FIRST_TOKEN_TIMEOUT_SECONDS="4")
+    env = server_env(
+        tmp_path,
+        LLM_PROVIDER="openai",
+        OPENAI_API_KEY="sk-test",
+        OPENAI_BASE_URL=broken_openai,
+        LLM_FIRST_TOKEN_TIMEOUT_SECONDS="4",
+    )
     with running_server(env, log_path=tmp_path / "server.log") as base:
         report = await simulate(base, "happy", tmp_path, dict(BOOK_MEETING_REQUEST, phone="+14155550151"), {})
 
@@ -87,7 +96,7 @@ async def test_failing_llm_is_replaced_by_the_rule_based_agent_within_the_turn(t
 
 
 async def test_garbage_on_the_stream_is_dropped_and_the_call_goes_on(live_server):
-    call, context = await _create(live_server, "+14155550152")
+    call, _context = await _create(live_server, "+14155550152")
     url = live_server.replace("http", "ws") + "/ws"
     caller = SimulatedCaller(url, call["stream"]["call_id"], call["stream"]["token"], [CallerLine("stop calling me")])
     running = asyncio.create_task(caller.run())
@@ -109,7 +118,14 @@ async def test_garbage_on_the_stream_is_dropped_and_the_call_goes_on(live_server
     assert final["outcome"] == "opted_out"
     assert report.hung_up_by == "agent"
     metrics = httpx.get(f"{live_server}/metrics").text
-    for reason in ("not_json", "media_wrong_size", "media_bad_base64", "media_without_payload", "dtmf_malformed", "unknown_event"):
+    for reason in (
+        "not_json",
+        "media_wrong_size",
+        "media_bad_base64",
+        "media_without_payload",
+        "dtmf_malformed",
+        "unknown_event",
+    ):
         assert f'voice_media_messages_rejected_total{{reason="{reason}"}}' in metrics
 
 
@@ -127,7 +143,9 @@ async def test_keypad_zero_opts_out(live_server):
             )
         )
         await asyncio.wait_for(ws.recv(), 10)
-        await ws.send(json.dumps({"event": "dtmf", "streamSid": "MZ" + "2" * 32, "dtmf": {"track": "inbound_track", "digit": "0"}}))
+        await ws.send(
+            json.dumps({"event": "dtmf", "streamSid": "MZ" + "2" * 32, "dtmf": {"track": "inbound_track", "digit": "0"}})
+        )
         # Echo marks like Twilio so the agent can hang up once its goodbye has played.
         async for raw in ws:
             message = json.loads(raw)

@@ -25,7 +25,9 @@ def phones(start: int):
 
 def refusals(client) -> float:
     # Counters are per process, and other tests share this one: compare before and after.
-    line = next(line for line in client.get("/metrics").text.splitlines() if line.startswith("control_rate_limit_refusals_total "))
+    line = next(
+        line for line in client.get("/metrics").text.splitlines() if line.startswith("control_rate_limit_refusals_total ")
+    )
     return float(line.split()[1])
 
 
@@ -73,7 +75,13 @@ def test_api_key_is_required_everywhere_but_the_form_health_and_twilio(api_clien
     client = api_client(api_key="operator-key")
     numbers = phones(30)
 
-    for method, path in [("GET", "/calls/00000000-0000-4000-8000-000000000000"), ("GET", "/metrics"), ("GET", "/health/info"), ("GET", "/openapi.json"), ("GET", "/docs")]:
+    for method, path in [
+        ("GET", "/calls/00000000-0000-4000-8000-000000000000"),
+        ("GET", "/metrics"),
+        ("GET", "/health/info"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+    ]:
         answer = client.request(method, path)
         assert answer.status_code == 401, path
         assert "X-API-Key" in answer.json()["detail"]
@@ -123,7 +131,9 @@ class SiteverifyStandIn:
         if form.get("secret") != "turnstile-secret":
             return JSONResponse({"success": False, "error-codes": ["invalid-input-secret"]})
         if form.get("response") == "pass-token":
-            return JSONResponse({"success": True, "error-codes": [], "hostname": "example.com", "challenge_ts": "2026-01-01T00:00:00Z"})
+            return JSONResponse(
+                {"success": True, "error-codes": [], "hostname": "example.com", "challenge_ts": "2026-01-01T00:00:00Z"}
+            )
         return JSONResponse({"success": False, "error-codes": ["invalid-input-response"]})
 
 

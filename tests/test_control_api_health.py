@@ -33,20 +33,31 @@ def test_ready_answers_503_naming_a_redis_that_is_down(api_client):
 def test_ready_answers_503_naming_a_database_that_is_down(api_client):
     client = api_client()
     services = client.app.state.services
-    services.engine = create_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none", connect_args={"connect_timeout": 1})
+    services.engine = create_engine(
+        f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none", connect_args={"connect_timeout": 1}
+    )
     answer = client.get("/health/ready")
     assert answer.status_code == 503
     assert answer.json()["down"] == ["database"]
 
 
 def test_info_names_version_and_providers_and_shows_no_secret(api_client):
-    client = api_client(**SECRETS, twilio_account_sid="AC" + "1" * 32, twilio_from_number="+15005550006", telephony_provider="none")
+    client = api_client(
+        **SECRETS, twilio_account_sid="AC" + "1" * 32, twilio_from_number="+15005550006", telephony_provider="none"
+    )
     answer = client.get("/health/info", headers={"X-API-Key": SECRETS["api_key"]})
 
     assert answer.status_code == 200
     info = answer.json()
     assert info["version"]
-    assert info["providers"] == {"stt": "local", "llm": "openai", "tts": "local", "telephony": "none", "context": "openai", "sms": "twilio"}
+    assert info["providers"] == {
+        "stt": "local",
+        "llm": "openai",
+        "tts": "local",
+        "telephony": "none",
+        "context": "openai",
+        "sms": "twilio",
+    }
     assert info["settings"]["api_key_required"] is True and info["settings"]["turnstile_enabled"] is True
     for secret in SECRETS.values():
         assert secret not in answer.text
@@ -73,9 +84,20 @@ def test_metrics_show_call_requests_stages_and_the_worker(api_client):
 
 def test_server_logs_are_json_with_the_call_id_and_no_phone_number_or_secret(tmp_path):
     log_path = tmp_path / "server.log"
-    env = server_env(tmp_path, API_KEY=SECRETS["api_key"], OPENAI_API_KEY=SECRETS["openai_api_key"], OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1", OPENAI_CONTEXT_TIMEOUT_SECONDS="1")
+    env = server_env(
+        tmp_path,
+        API_KEY=SECRETS["api_key"],
+        OPENAI_API_KEY=SECRETS["openai_api_key"],
+        OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
+        OPENAI_CONTEXT_TIMEOUT_SECONDS="1",
+    )
     with running_server(env, log_path=log_path) as base_url:
-        created = httpx.post(f"{base_url}/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550172"), headers={"X-API-Key": SECRETS["api_key"]}, timeout=30)
+        created = httpx.post(
+            f"{base_url}/calls",
+            json=dict(BOOK_MEETING_REQUEST, phone="+14155550172"),
+            headers={"X-API-Key": SECRETS["api_key"]},
+            timeout=30,
+        )
         assert created.status_code == 201
     call_id = created.json()["id"]
 

@@ -120,7 +120,9 @@ def test_one_workspace_key_can_neither_read_nor_change_another_workspace(api):
 def test_strategy_versions_are_numbered_and_activating_one_rolls_the_previous_back(api):
     _, key = api.workspace()
     first = api.client.post("/strategies", json={"tone": "warm", "followup_preset": "GENTLE"}, headers=key).json()
-    second = api.client.post("/strategies", json={"tone": "brisk", "interval_overrides": {"intervals_hours": [4, 24]}}, headers=key).json()
+    second = api.client.post(
+        "/strategies", json={"tone": "brisk", "interval_overrides": {"intervals_hours": [4, 24]}}, headers=key
+    ).json()
 
     assert (first["version_number"], second["version_number"]) == (1, 2)
     assert api.client.post(f"/strategies/{first['id']}/activate", headers=key).json()["status"] == "ACTIVE"
@@ -210,7 +212,12 @@ def test_an_import_stores_the_good_rows_and_reports_each_bad_one_by_row_and_fiel
     assert answer.status_code == 200
     assert report["created"] == 3
     assert [(e["row"], e["field"]) for e in report["errors"]] == [
-        (2, "phone"), (3, "stage"), (4, "tags"), (6, "phone"), (7, "phone"), (8, "timezone"),
+        (2, "phone"),
+        (3, "stage"),
+        (4, "tags"),
+        (6, "phone"),
+        (7, "phone"),
+        (8, "timezone"),
     ]
     assert "(10000 characters)" in report["errors"][2]["error"]
     stored = {lead["phone"]: lead for lead in api.client.get("/leads", headers=key).json()}
@@ -276,7 +283,9 @@ def test_history_written_as_turns_reads_back_as_messages_or_turns_without_loss(a
 def test_bad_history_items_are_refused_by_index(api):
     _, key = api.workspace()
     lead = api.lead(key)
-    answer = api.client.post(f"/leads/{lead['id']}/history", json={"history": [{"user": "hi"}, {"role": "robot", "content": "x"}]}, headers=key)
+    answer = api.client.post(
+        f"/leads/{lead['id']}/history", json={"history": [{"user": "hi"}, {"role": "robot", "content": "x"}]}, headers=key
+    )
 
     assert answer.status_code == 422 and "history[1].role" in answer.json()["detail"]
     assert api.client.get(f"/leads/{lead['id']}/history", headers=key).json()["history"] == []
@@ -287,14 +296,18 @@ def test_an_opt_out_by_sms_stop_or_api_is_final(api, how):
     _, key = api.workspace()
     lead = api.lead(key)
     if how == "sms_stop":
-        answer = api.client.post(f"/leads/{lead['id']}/history", json={"channel": "sms", "history": [{"role": "user", "content": "STOP"}]}, headers=key)
+        answer = api.client.post(
+            f"/leads/{lead['id']}/history", json={"channel": "sms", "history": [{"role": "user", "content": "STOP"}]}, headers=key
+        )
         assert answer.json()["opted_out"] is True
     else:
         api.client.post(f"/leads/{lead['id']}/opt-out", headers=key)
 
     call = api.client.post("/calls", json=CALL_REQUEST, headers=key)
     later = api.client.post("/calls", json=CALL_REQUEST, headers=key)
-    reimport = api.client.post("/leads/import", content="phone,stage\n+14155550123,NEW", headers={**key, "Content-Type": "text/csv"})
+    reimport = api.client.post(
+        "/leads/import", content="phone,stage\n+14155550123,NEW", headers={**key, "Content-Type": "text/csv"}
+    )
 
     assert (call.status_code, call.json()["reason_code"], call.json()["next_allowed_at"]) == (422, "opted_out", None)
     assert later.status_code == 422
@@ -363,7 +376,11 @@ def test_a_follow_up_too_soon_is_refused_and_both_decisions_are_kept(api):
     assert decisions[1]["call_id"] == first.json()["id"]
     with Session(api.engine) as db:
         call = db.get(Call, first.json()["id"])
-        assert (call.workspace_id, call.lead_id, call.strategy_version_id) == (lead_workspace(db, lead["id"]), lead["id"], strategy["id"])
+        assert (call.workspace_id, call.lead_id, call.strategy_version_id) == (
+            lead_workspace(db, lead["id"]),
+            lead["id"],
+            strategy["id"],
+        )
 
 
 def lead_workspace(db: Session, lead_id: int) -> int:
@@ -387,7 +404,9 @@ def test_a_workspace_call_records_the_operator_attestation(api):
 
     assert api.client.post("/calls", json=CALL_REQUEST, headers=key).status_code == 201
     attestations = api.client.get(f"/workspaces/{workspace_id}/attestations", headers=key).json()
-    assert [(a["lead_id"], a["granted"], a["operator_id"].startswith("api_key:wsk_")) for a in attestations] == [(lead["id"], True, True)]
+    assert [(a["lead_id"], a["granted"], a["operator_id"].startswith("api_key:wsk_")) for a in attestations] == [
+        (lead["id"], True, True)
+    ]
 
 
 def test_the_next_call_is_given_the_earlier_conversation(api):

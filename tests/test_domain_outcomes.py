@@ -5,16 +5,16 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from models.conversation_history import as_messages, messages_to_turns, turns_to_messages
 from after_call.lead_updates import apply_call_outcome, call_tags, merged_tags, next_stage
+from after_call.outcome_writer import record_finished_call
 from models.call_job import utcnow
+from models.conversation_history import as_messages, messages_to_turns, turns_to_messages
 from models.domain import ChatMessage, ConversationThread, Lead, Meeting
 from models.enums import CallOutcome, CallStatus, EndReason, LeadStage, LeadTag, OptOutSource
 from models.tables import Call
 from tests.support import CALL_REQUEST, DomainApi
-from voice_worker.call_session import CallSession
-from after_call.outcome_writer import record_finished_call
 from voice_worker.call_record import finished_call_record
+from voice_worker.call_session import CallSession
 
 # --- stage and tags, as tables ---------------------------------------------------------------------
 
@@ -42,10 +42,17 @@ def test_the_outcome_moves_the_stage(current, outcome, expected):
     assert next_stage(current, outcome) is expected
 
 
-def call_with(outcome: CallOutcome, caller_lines: list[str], status: CallStatus = CallStatus.COMPLETED, end_reason: EndReason = EndReason.AGENT_COMPLETED) -> Call:
+def call_with(
+    outcome: CallOutcome,
+    caller_lines: list[str],
+    status: CallStatus = CallStatus.COMPLETED,
+    end_reason: EndReason = EndReason.AGENT_COMPLETED,
+) -> Call:
     transcript = [{"role": "agent", "text": "Hello!", "at": utcnow().isoformat()}]
     transcript += [{"role": "caller", "text": text, "at": utcnow().isoformat()} for text in caller_lines]
-    return Call(id="c", context_id="x", phone="+14155550123", status=status, outcome=outcome, end_reason=end_reason, transcript=transcript)
+    return Call(
+        id="c", context_id="x", phone="+14155550123", status=status, outcome=outcome, end_reason=end_reason, transcript=transcript
+    )
 
 
 @pytest.mark.parametrize(
@@ -55,7 +62,11 @@ def call_with(outcome: CallOutcome, caller_lines: list[str], status: CallStatus 
         (CallOutcome.ORDER_CONFIRMED, ["yes please"], {LeadTag.POSITIVE, LeadTag.INTENT_PURCHASE}),
         (CallOutcome.NO_ANSWER, [], {LeadTag.NO_RESPONSE}),
         (CallOutcome.VOICEMAIL, [], {LeadTag.NO_RESPONSE}),
-        (CallOutcome.NOT_INTERESTED, ["that's too expensive", "not interested"], {LeadTag.RESISTIVE, LeadTag.STRATEGY_REVIEW_REQUIRED}),
+        (
+            CallOutcome.NOT_INTERESTED,
+            ["that's too expensive", "not interested"],
+            {LeadTag.RESISTIVE, LeadTag.STRATEGY_REVIEW_REQUIRED},
+        ),
         (CallOutcome.NOT_INTERESTED, ["not interested"], {LeadTag.RESISTIVE}),
         (CallOutcome.OPTED_OUT, ["stop calling me"], {LeadTag.RESISTIVE}),
         (CallOutcome.INFO_COLLECTED, ["we have twelve staff"], {LeadTag.NEUTRAL}),
@@ -83,7 +94,12 @@ MESSAGE_HISTORIES = [
     [],
     [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
     [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "who is this"}],
-    [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}, {"role": "assistant", "content": "d"}],
+    [
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+        {"role": "assistant", "content": "d"},
+    ],
     [{"role": "system", "content": "call resumed"}, {"role": "assistant", "content": ""}, {"role": "user", "content": "שלום"}],
 ]
 
@@ -117,7 +133,14 @@ def test_a_mixed_list_is_read_item_by_item():
 # --- through the worker: POST /calls, the call ends, the lead moves on -----------------------------------
 
 
-def finish_call(api: DomainApi, call_id: str, outcome: CallOutcome, reason: EndReason, lines: list[tuple[str, str]], answers: dict | None = None) -> Call:
+def finish_call(
+    api: DomainApi,
+    call_id: str,
+    outcome: CallOutcome,
+    reason: EndReason,
+    lines: list[tuple[str, str]],
+    answers: dict | None = None,
+) -> Call:
     """What the voice worker does when a call ends, with the transcript given."""
     store = api.client.app.state.services.store
     job = api.client.portal.call(store.load_job, call_id)
@@ -125,7 +148,9 @@ def finish_call(api: DomainApi, call_id: str, outcome: CallOutcome, reason: EndR
     session = CallSession(job=job, context=context)
     for n, (role, text) in enumerate(lines):
         if role == "caller":
-            session.add_caller_line(text, timing={"stt_final_ms": 180.0 + n, "llm_first_token_ms": 400.0, "first_audio_sent_ms": 650.0 + n})
+            session.add_caller_line(
+                text, timing={"stt_final_ms": 180.0 + n, "llm_first_token_ms": 400.0, "first_audio_sent_ms": 650.0 + n}
+            )
         else:
             session.add_agent_line(text)
     session.tool_answers.update(answers or {})
@@ -148,13 +173,17 @@ def test_a_booked_meeting_moves_the_lead_and_keeps_every_utterance_with_its_timi
     lead = api.lead(key)
     created = api.client.post("/calls", json=CALL_REQUEST, headers=key).json()
 
-    record = finish_call(api, created["id"], CallOutcome.MEETING_BOOKED, EndReason.AGENT_COMPLETED, BOOKING, {"meeting_time": "tuesday at ten"})
+    record = finish_call(
+        api, created["id"], CallOutcome.MEETING_BOOKED, EndReason.AGENT_COMPLETED, BOOKING, {"meeting_time": "tuesday at ten"}
+    )
 
     assert record.lead_id == lead["id"]  # the outcome write kept the call's links
     shown = api.client.get(f"/leads/{lead['id']}", headers=key).json()
     assert shown["stage"] == "OUTCOME_APPOINTMENT"
     assert shown["tags"] == ["INTENT_APPOINTMENT", "POSITIVE"]
-    assert [(m["slot_text"], m["link"], m["call_id"]) for m in shown["meetings"]] == [("tuesday at ten", CALL_REQUEST["booking_link"], created["id"])]
+    assert [(m["slot_text"], m["link"], m["call_id"]) for m in shown["meetings"]] == [
+        ("tuesday at ten", CALL_REQUEST["booking_link"], created["id"])
+    ]
     [thread] = shown["threads"]
     assert thread["channel"] == "voice"
     assert [(m["role"], m["content"]) for m in thread["messages"]] == [
@@ -170,7 +199,13 @@ def test_the_next_call_knows_what_was_said_in_the_last_one(api):
     _, key = api.workspace()
     api.lead(key)
     first = api.client.post("/calls", json=CALL_REQUEST, headers=key).json()
-    finish_call(api, first["id"], CallOutcome.CALLBACK_REQUESTED, EndReason.AGENT_COMPLETED, [("agent", "Hello!"), ("caller", "call me back on friday about the barn roof")])
+    finish_call(
+        api,
+        first["id"],
+        CallOutcome.CALLBACK_REQUESTED,
+        EndReason.AGENT_COMPLETED,
+        [("agent", "Hello!"), ("caller", "call me back on friday about the barn roof")],
+    )
 
     assert api.client.post("/calls", json=CALL_REQUEST, headers=key).status_code == 201
     _, context = api.dialer.dialed[-1]
@@ -189,8 +224,18 @@ def test_a_voice_opt_out_suppresses_the_lead_for_good(api):
         assert (lead.stage, lead.opt_out_source) == (LeadStage.SUPPRESSED, OptOutSource.VOICE)
         opted_out_at = lead.opted_out_at
         # Even a later record saying "meeting booked" (a replayed spool, a bug) cannot undo it.
-        db.add(Call(id="late", context_id="x", phone=lead.phone, lead_id=lead.id, workspace_id=lead.workspace_id,
-                    status=CallStatus.COMPLETED, outcome=CallOutcome.MEETING_BOOKED, created_at=utcnow() + timedelta(days=30)))
+        db.add(
+            Call(
+                id="late",
+                context_id="x",
+                phone=lead.phone,
+                lead_id=lead.id,
+                workspace_id=lead.workspace_id,
+                status=CallStatus.COMPLETED,
+                outcome=CallOutcome.MEETING_BOOKED,
+                created_at=utcnow() + timedelta(days=30),
+            )
+        )
         db.commit()
     apply_call_outcome(api.engine, "late")
     with Session(api.engine) as db:
@@ -203,7 +248,9 @@ def test_an_unanswered_call_tags_no_response_without_undoing_a_booked_meeting(ap
     _, key = api.workspace()
     lead = api.lead(key)
     first = api.client.post("/calls", json=CALL_REQUEST, headers=key).json()
-    finish_call(api, first["id"], CallOutcome.MEETING_BOOKED, EndReason.AGENT_COMPLETED, BOOKING, {"meeting_time": "tuesday at ten"})
+    finish_call(
+        api, first["id"], CallOutcome.MEETING_BOOKED, EndReason.AGENT_COMPLETED, BOOKING, {"meeting_time": "tuesday at ten"}
+    )
     second = api.client.post("/calls", json=CALL_REQUEST, headers=key).json()
     finish_call(api, second["id"], CallOutcome.NO_ANSWER, EndReason.SILENCE_TIMEOUT, [("agent", "Hello? Are you still there?")])
 
@@ -217,7 +264,9 @@ def test_storing_a_call_twice_does_not_duplicate_its_messages_or_meeting(api):
     _, key = api.workspace()
     lead = api.lead(key)
     created = api.client.post("/calls", json=CALL_REQUEST, headers=key).json()
-    finish_call(api, created["id"], CallOutcome.MEETING_BOOKED, EndReason.AGENT_COMPLETED, BOOKING, {"meeting_time": "tuesday at ten"})
+    finish_call(
+        api, created["id"], CallOutcome.MEETING_BOOKED, EndReason.AGENT_COMPLETED, BOOKING, {"meeting_time": "tuesday at ten"}
+    )
 
     apply_call_outcome(api.engine, created["id"], "https://example.com/book")
 

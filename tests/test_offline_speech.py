@@ -112,7 +112,16 @@ def test_vocabulary_includes_call_context_and_normalizes_numbers() -> None:
     assert phrases[: len(CALLER_PHRASES)] == CALLER_PHRASES
     assert "Brightside solar panels" in phrases
     assert normalize("Call me at 3pm, $500 a month") == [
-        "call", "me", "at", "three", "pm", "five", "hundred", "dollars", "a", "month",
+        "call",
+        "me",
+        "at",
+        "three",
+        "pm",
+        "five",
+        "hundred",
+        "dollars",
+        "a",
+        "month",
     ]
 
 
@@ -164,15 +173,12 @@ async def test_local_tts_service_in_pipeline() -> None:
 
 
 @pytest.mark.parametrize("sample_rate", [8000, 16000])
-async def test_local_stt_service_in_pipeline(
-    recognizer: PocketsphinxRecognizer, sample_rate: int
-) -> None:
+async def test_local_stt_service_in_pipeline(recognizer: PocketsphinxRecognizer, sample_rate: int) -> None:
     pcm, rate = synthesize("i'm not interested", voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE)
     pcm = resample_pcm16(await _phone_channel(pcm, rate), 8000, sample_rate)
     chunk = sample_rate // 50 * 2  # 20 ms frames, as a transport delivers them
     audio_frames = [
-        InputAudioRawFrame(audio=pcm[i : i + chunk], sample_rate=sample_rate, num_channels=1)
-        for i in range(0, len(pcm), chunk)
+        InputAudioRawFrame(audio=pcm[i : i + chunk], sample_rate=sample_rate, num_channels=1) for i in range(0, len(pcm), chunk)
     ]
     stt = LocalSTTService(recognizer=recognizer)
     down, _ = await run_test(

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from models.enums import BudgetTier, FollowUpPreset
 from models.outreach_policy import (
     DAILY_CALL_BUDGET,
     FollowUpCadence,
@@ -13,7 +14,6 @@ from models.outreach_policy import (
     decide,
     parse_business_hours,
 )
-from models.enums import BudgetTier, FollowUpPreset
 
 LA_PHONE = "+14155550123"  # America/Los_Angeles
 NY_PHONE = "+12125551234"  # America/New_York
@@ -189,7 +189,9 @@ def test_balanced_preset_spaces_attempts_and_caps_them(attempts_hours_ago, allow
         assert verdict.http_status == 422
 
 
-@pytest.mark.parametrize(("preset", "max_attempts"), [(FollowUpPreset.GENTLE, 3), (FollowUpPreset.BALANCED, 4), (FollowUpPreset.AGGRESSIVE, 5)])
+@pytest.mark.parametrize(
+    ("preset", "max_attempts"), [(FollowUpPreset.GENTLE, 3), (FollowUpPreset.BALANCED, 4), (FollowUpPreset.AGGRESSIVE, 5)]
+)
 def test_each_preset_has_its_number_of_attempts(preset, max_attempts):
     assert FollowUpCadence.for_strategy(preset).max_attempts == max_attempts
 
@@ -200,7 +202,10 @@ def test_interval_overrides_replace_the_preset_spacing():
 
     assert cadence.max_attempts == 2
     assert decide(facts(cadence=cadence, previous_attempts=one_attempt)).allow_send is True
-    assert decide(facts(cadence=cadence, previous_attempts=[*one_attempt, NOON_ISH - timedelta(hours=1)])).reason_code is Reason.MAX_ATTEMPTS_REACHED
+    assert (
+        decide(facts(cadence=cadence, previous_attempts=[*one_attempt, NOON_ISH - timedelta(hours=1)])).reason_code
+        is Reason.MAX_ATTEMPTS_REACHED
+    )
 
 
 def test_a_follow_up_due_at_night_waits_for_the_morning():

@@ -4,9 +4,9 @@ import pytest
 
 from models.call_request import CallRequest
 from models.enums import CallGoal, CallOutcome, EndReason
+from prompts.caller_intent import Intent, classify
 from prompts.context_builder import build_context
 from tests.support import BOOK_MEETING_REQUEST
-from prompts.caller_intent import Intent, classify
 from voice_worker.rule_agent import RuleBasedAgent
 
 

@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 
 from models.call_job import CALL_JOB_TTL_SECONDS, CallJob, utcnow
+from models.call_request import CallRequest
 from models.context import ContextInstance
 from models.session_store import MemorySessionStore, RedisSessionStore, call_key, context_key
 from prompts.context_builder import build_context
-from models.call_request import CallRequest
 from tests.support import BOOK_MEETING_REQUEST
 
 

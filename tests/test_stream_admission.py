@@ -14,8 +14,8 @@ import websockets
 
 from models.call_job import CALL_JOB_TTL_SECONDS, CallJob, utcnow
 from models.session_store import call_key
-from tests.support import BOOK_MEETING_REQUEST
 from services.stream_credential import stream_token
+from tests.support import BOOK_MEETING_REQUEST
 
 SECRET = "test-secret-key"
 
@@ -31,7 +31,12 @@ def start_message(call_id: str | None, token: str | None) -> str:
             "event": "start",
             "sequenceNumber": "1",
             "streamSid": "MZ" + "1" * 32,
-            "start": {"streamSid": "MZ" + "1" * 32, "callSid": "CA" + "1" * 32, "accountSid": "AC" + "1" * 32, "customParameters": params},
+            "start": {
+                "streamSid": "MZ" + "1" * 32,
+                "callSid": "CA" + "1" * 32,
+                "accountSid": "AC" + "1" * 32,
+                "customParameters": params,
+            },
         }
     )
 
@@ -104,7 +109,9 @@ def _no_number_is_busy(redis_server):
 
 
 async def test_stream_for_an_expired_call_is_refused(redis_live_server, redis_server):
-    job = CallJob(context_id=uuid.uuid4(), phone="+14155550141", created_at=utcnow() - timedelta(seconds=CALL_JOB_TTL_SECONDS + 5))
+    job = CallJob(
+        context_id=uuid.uuid4(), phone="+14155550141", created_at=utcnow() - timedelta(seconds=CALL_JOB_TTL_SECONDS + 5)
+    )
     # The key outlives the job here only to prove the expiry check does not rely on Redis alone.
     redis.Redis.from_url(redis_server.url).set(call_key(job.id), job.model_dump_json(), ex=60)
 

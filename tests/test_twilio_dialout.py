@@ -7,12 +7,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from simulator.caller_scripts import caller_script
-from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
 from models.call_request import CallRequest
 from prompts.context_builder import build_context
-from tests.support import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER
 from services.stream_credential import stream_token
+from simulator.caller_scripts import caller_script
+from tests.support import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER
+from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
 
 
 def place_call(base_url: str, phone: str) -> dict:
@@ -61,13 +61,21 @@ def test_call_is_created_with_twiml_streaming_to_ws_with_the_call_id_and_token(t
     callback = sent.first("StatusCallback")
     assert callback == f"{twilio_live_server}/twilio/status?call_id={call['id']}"
     assert sent.params["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
-    assert (sent.first("MachineDetection"), sent.first("AsyncAmd"), sent.first("AsyncAmdStatusCallback")) == ("Enable", "true", callback)
+    assert (sent.first("MachineDetection"), sent.first("AsyncAmd"), sent.first("AsyncAmdStatusCallback")) == (
+        "Enable",
+        "true",
+        callback,
+    )
 
     shown = wait_for_end(twilio_live_server, call["id"])
     assert (shown["status"], shown["outcome"], shown["telephony_status"]) == ("completed", "no_answer", "busy")
     assert shown["twilio_call_sid"] == call["twilio_call_sid"]
     settle(lambda: len(sent.callbacks) == 3)
-    assert [(c.params["CallStatus"], c.status_code) for c in sent.callbacks] == [("initiated", 200), ("ringing", 200), ("busy", 200)]
+    assert [(c.params["CallStatus"], c.status_code) for c in sent.callbacks] == [
+        ("initiated", 200),
+        ("ringing", 200),
+        ("busy", 200),
+    ]
     # The number is free again once Twilio said busy.
     assert httpx.post(f"{twilio_live_server}/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550201")).status_code == 201
 

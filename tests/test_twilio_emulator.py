@@ -6,8 +6,8 @@ import httpx
 import pytest
 from twilio.base.exceptions import TwilioRestException
 
-from services.twilio_account import TwilioAccount, TwilioRestHttpClient
 from models.settings import Settings
+from services.twilio_account import TwilioAccount, TwilioRestHttpClient
 from tests.support import TWILIO_FROM_NUMBER
 
 
@@ -24,7 +24,10 @@ def account_for(emulator, auth_token: str | None = None) -> TwilioAccount:
 
 def test_requests_to_twilio_hosts_are_sent_to_the_configured_root():
     client = TwilioRestHttpClient("http://127.0.0.1:9999")
-    assert client._target("https://api.twilio.com/2010-04-01/Accounts/AC1/Calls.json?x=1") == "http://127.0.0.1:9999/2010-04-01/Accounts/AC1/Calls.json?x=1"
+    assert (
+        client._target("https://api.twilio.com/2010-04-01/Accounts/AC1/Calls.json?x=1")
+        == "http://127.0.0.1:9999/2010-04-01/Accounts/AC1/Calls.json?x=1"
+    )
     assert client._target("https://example.com/media.wav") == "https://example.com/media.wav"
 
 

@@ -8,7 +8,6 @@ import pytest
 from sqlmodel import Session
 
 from after_call.sms_followup import send_sms_followup, sms_claim_key
-from services.twilio_account import TwilioAccount
 from models.call_job import CallJob
 from models.call_request import CallRequest
 from models.database import init_db, make_engine
@@ -17,9 +16,9 @@ from models.session_store import MemorySessionStore, RedisSessionStore
 from models.settings import Settings
 from models.tables import Call
 from prompts.context_builder import build_context
-from tests.support import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER
 from services import Services
-from tests.support import services_for
+from services.twilio_account import TwilioAccount
+from tests.support import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER, services_for
 
 
 def settings_for(emulator, auth_token: str | None = None) -> Settings:
@@ -37,7 +36,9 @@ async def finished_call(services: Services, phone: str, outcome: CallOutcome, go
     context = build_context(CallRequest(**dict(BOOK_MEETING_REQUEST, phone=phone, goal=goal)))
     job = CallJob(context_id=context.id, phone=phone)
     await services.store.save_call(job, context)
-    record = Call(id=str(job.id), context_id=str(context.id), phone=phone, goal=context.goal, status=CallStatus.COMPLETED, outcome=outcome)
+    record = Call(
+        id=str(job.id), context_id=str(context.id), phone=phone, goal=context.goal, status=CallStatus.COMPLETED, outcome=outcome
+    )
     with Session(services.engine) as db:
         db.add(record)
         db.commit()
@@ -64,7 +65,10 @@ async def test_booked_meeting_gets_the_booking_link_by_sms(services, twilio_emul
     await account.aclose()
 
     [text] = texts_to(twilio_emulator, "+14155550221")
-    assert text["body"] == "Thanks for talking with us about Brightside solar panels. Book your meeting here: https://example.com/book/brightside"
+    assert (
+        text["body"]
+        == "Thanks for talking with us about Brightside solar panels. Book your meeting here: https://example.com/book/brightside"
+    )
     with Session(services.engine) as db:
         assert db.get(Call, record.id).sms_sent is True
     assert (await services.store.load_job(record.id)).sms_sent is True
@@ -91,7 +95,9 @@ async def test_two_processes_sharing_redis_send_one_sms(tmp_path, twilio_emulato
     accounts = [TwilioAccount(settings) for _ in processes]
     record = await finished_call(processes[0], "+14155550223", CallOutcome.MEETING_BOOKED)
 
-    await asyncio.gather(*(send_sms_followup(replace(p, twilio=a), record.model_copy()) for p, a in zip(processes, accounts, strict=True)))
+    await asyncio.gather(
+        *(send_sms_followup(replace(p, twilio=a), record.model_copy()) for p, a in zip(processes, accounts, strict=True))
+    )
     for process, account in zip(processes, accounts, strict=True):
         await account.aclose()
         await process.store.close()

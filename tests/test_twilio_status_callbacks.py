@@ -7,8 +7,8 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
 from tests.support import BOOK_MEETING_REQUEST
+from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
 
 numbers = (f"+141555502{n:02d}" for n in itertools.count(40))
 
@@ -51,7 +51,9 @@ def shown(base_url: str, call: dict) -> dict:
 
 def test_signed_callback_is_applied_to_the_job(twilio_live_server, twilio_emulator, ringing_call):
     emulator = twilio_emulator.emulator
-    answer = post_signed(status_url(twilio_live_server, ringing_call["id"]), params_for(emulator, ringing_call, "ringing"), emulator.auth_token)
+    answer = post_signed(
+        status_url(twilio_live_server, ringing_call["id"]), params_for(emulator, ringing_call, "ringing"), emulator.auth_token
+    )
 
     assert answer.status_code == 200
     assert answer.json()["telephony_status"] == "ringing"
@@ -71,7 +73,9 @@ def test_forged_or_unsigned_callback_is_refused(twilio_live_server, twilio_emula
     assert shown(twilio_live_server, ringing_call)["status"] == "pending"
 
 
-def test_valid_signature_replayed_with_other_params_or_for_another_call_is_refused(twilio_live_server, twilio_emulator, ringing_call):
+def test_valid_signature_replayed_with_other_params_or_for_another_call_is_refused(
+    twilio_live_server, twilio_emulator, ringing_call
+):
     emulator = twilio_emulator.emulator
     url = status_url(twilio_live_server, ringing_call["id"])
     ringing = params_for(emulator, ringing_call, "ringing")
@@ -96,7 +100,9 @@ def test_callback_signed_for_another_account_is_refused(twilio_live_server, twil
 
 def test_callback_for_an_unknown_call_is_404_and_for_another_call_sid_409(twilio_live_server, twilio_emulator, ringing_call):
     emulator = twilio_emulator.emulator
-    unknown = post_signed(status_url(twilio_live_server, str(uuid.uuid4())), params_for(emulator, ringing_call, "ringing"), emulator.auth_token)
+    unknown = post_signed(
+        status_url(twilio_live_server, str(uuid.uuid4())), params_for(emulator, ringing_call, "ringing"), emulator.auth_token
+    )
     other_sid = post_signed(
         status_url(twilio_live_server, ringing_call["id"]),
         params_for(emulator, ringing_call, "ringing", CallSid="CA" + "7" * 32),
@@ -115,14 +121,21 @@ def test_callback_for_an_unknown_call_is_404_and_for_another_call_sid_409(twilio
         ("failed", "failed", "telephony: Twilio reported the call failed (SIP 503)"),
     ],
 )
-def test_call_twilio_could_not_connect_ends_as_no_answer_and_frees_the_number(twilio_live_server, twilio_emulator, ringing_call, twilio_status, status, error):
+def test_call_twilio_could_not_connect_ends_as_no_answer_and_frees_the_number(
+    twilio_live_server, twilio_emulator, ringing_call, twilio_status, status, error
+):
     emulator = twilio_emulator.emulator
     params = params_for(emulator, ringing_call, twilio_status, SipResponseCode="503" if twilio_status == "failed" else "486")
     assert post_signed(status_url(twilio_live_server, ringing_call["id"]), params, emulator.auth_token).status_code == 200
 
     call = shown(twilio_live_server, ringing_call)
 
-    assert (call["status"], call["outcome"], call["telephony_status"], call["error"]) == (status, "no_answer", twilio_status, error)
+    assert (call["status"], call["outcome"], call["telephony_status"], call["error"]) == (
+        status,
+        "no_answer",
+        twilio_status,
+        error,
+    )
     again = httpx.post(f"{twilio_live_server}/calls", json=dict(BOOK_MEETING_REQUEST, phone=ringing_call["phone"]))
     assert again.status_code == 201
 

@@ -26,7 +26,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-
 @pytest.fixture(scope="module")
 def form_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("form-server")

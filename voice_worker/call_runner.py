@@ -9,12 +9,12 @@ from pipecat.workers.runner import WorkerRunner
 from after_call.outcome_writer import record_finished_call
 from models.enums import EndReason
 from models.log_config import get_logger
+from services import Services
 from voice_worker import metrics
 from voice_worker.call_record import finished_call_record, observe_turn_latency
 from voice_worker.call_session import CallSession
 from voice_worker.hangup_policy import HangupPolicy
 from voice_worker.pipeline import build_pipeline
-from services import Services
 
 log = get_logger(__name__)
 

@@ -1,5 +1,7 @@
 """`/ws`: where Twilio Media Streams (or the simulator) connect."""
 
+import contextlib
+
 import structlog
 from fastapi import APIRouter, WebSocket
 
@@ -7,11 +9,11 @@ from models.call_job import utcnow
 from models.enums import CallStatus
 from models.log_config import get_logger
 from models.session_store import SessionStoreUnavailable
+from services import Services
 from voice_worker import metrics
 from voice_worker.call_runner import run_call
 from voice_worker.call_session import CallSession
 from voice_worker.stream_admission import StreamRefused, admit_stream
-from services import Services
 
 log = get_logger(__name__)
 router = APIRouter()
@@ -34,10 +36,8 @@ async def media_stream(websocket: WebSocket) -> None:
     except StreamRefused as refused:
         metrics.STREAMS_REJECTED.labels(refused.reason).inc()
         log.warning("media_stream_refused", reason=refused.reason, call_id=refused.call_id)
-        try:
+        with contextlib.suppress(RuntimeError):  # the client already went away
             await websocket.close(code=REFUSED_CLOSE_CODE, reason=refused.reason)
-        except RuntimeError:
-            pass  # the client already went away
         return
 
     job = admitted.job.model_copy(update={"status": CallStatus.IN_PROGRESS, "started_at": utcnow()})

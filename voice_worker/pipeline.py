@@ -18,12 +18,12 @@ from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import Speec
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from models.settings import Settings
+from models.twilio_media import SAMPLE_RATE
 from voice_worker.call_session import CallSession
 from voice_worker.processors.checked_twilio_serializer import CheckedTwilioFrameSerializer
 from voice_worker.processors.keypad_opt_out import KeypadOptOut
 from voice_worker.processors.turn_timing_observer import TurnTimingObserver
 from voice_worker.providers.selection import make_llm, make_stt, make_tts
-from models.twilio_media import SAMPLE_RATE
 
 
 @dataclass

@@ -15,8 +15,8 @@ from models.call_job import CallJob
 from models.context import ContextInstance
 from models.enums import CallStatus
 from models.session_store import SessionStore, SessionStoreUnavailable, call_key
-from services.stream_credential import token_matches
 from models.twilio_media import Start
+from services.stream_credential import token_matches
 
 # Messages a client may send before `start` (Twilio sends exactly one: `connected`).
 MAX_MESSAGES_BEFORE_START = 20

@@ -7,14 +7,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from sqlmodel import Session
 
 from control_api import metrics as control_metrics
-from models.call_views import CallCreated, CallStatusResponse, call_status
-from control_api.outreach_gate import admit_call
 from control_api.deps import get_context_generator, get_db, get_dialer, get_settings, get_store
+from control_api.outreach_gate import admit_call
 from control_api.security import guard_public_call_request
-from services.dialer import Dialer
 from control_api.workspace_auth import OptionalWorkspaceKey
 from models.call_job import CallJob
 from models.call_request import CallRequest, mask_phone
+from models.call_views import CallCreated, CallStatusResponse, call_status
 from models.context import ContextInstance
 from models.enums import CallStatus
 from models.log_config import get_logger
@@ -22,6 +21,7 @@ from models.session_store import SessionStore, SessionStoreUnavailable
 from models.settings import Settings
 from models.tables import Call
 from prompts.openai_context import ContextGenerator
+from services.dialer import Dialer
 
 log = get_logger(__name__)
 router = APIRouter(tags=["calls"])
@@ -32,7 +32,9 @@ def _store_down() -> HTTPException:
 
 
 # The abuse limits (rate limit, Turnstile) apply unless the request carries the API key.
-@router.post("/calls", status_code=status.HTTP_201_CREATED, response_model=CallCreated, dependencies=[Depends(guard_public_call_request)])
+@router.post(
+    "/calls", status_code=status.HTTP_201_CREATED, response_model=CallCreated, dependencies=[Depends(guard_public_call_request)]
+)
 async def create_call(
     call_request: CallRequest,
     request: Request,
@@ -53,12 +55,23 @@ async def create_call(
     try:
         holder = await store.claim_phone(job.phone, job.id)
         if holder is not None:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail="this number is already being called; try again when that call ends")
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, detail="this number is already being called; try again when that call ends"
+            )
         await store.save_call(job, context)
     except SessionStoreUnavailable:
         raise _store_down() from None
 
-    db.add(Call(id=str(job.id), context_id=str(context.id), phone=job.phone, goal=context.goal, created_at=job.created_at, **admission.call_links()))
+    db.add(
+        Call(
+            id=str(job.id),
+            context_id=str(context.id),
+            phone=job.phone,
+            goal=context.goal,
+            created_at=job.created_at,
+            **admission.call_links(),
+        )
+    )
     admission.link_call(db, str(job.id))
     db.commit()
 
@@ -69,7 +82,9 @@ async def create_call(
         log.error("dial_failed", call_id=str(job.id), error=type(exc).__name__)
         job.status, job.error = CallStatus.FAILED, f"dial failed: {type(exc).__name__}"
         await _record_dial_failure(store, db, job)
-        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"telephony provider refused the call ({type(exc).__name__})") from None
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY, detail=f"telephony provider refused the call ({type(exc).__name__})"
+        ) from None
     if dialed.twilio_call_sid:
         job.twilio_call_sid = dialed.twilio_call_sid
         try:
@@ -77,7 +92,14 @@ async def create_call(
         except SessionStoreUnavailable:
             log.warning("session_update_failed_after_dial", call_id=str(job.id))
 
-    log.info("call_created", call_id=str(job.id), phone=mask_phone(job.phone), goal=context.goal.value, telephony=settings.telephony_provider, context_source=context.source.value)
+    log.info(
+        "call_created",
+        call_id=str(job.id),
+        phone=mask_phone(job.phone),
+        goal=context.goal.value,
+        telephony=settings.telephony_provider,
+        context_source=context.source.value,
+    )
     control_metrics.CALLS_CREATED.labels(settings.telephony_provider).inc()
     return CallCreated(
         id=str(job.id),

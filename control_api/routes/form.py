@@ -21,10 +21,10 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 
-from models.call_views import CallCreated, CallStatusResponse
 from control_api.deps import get_settings
 from control_api.routes.calls import create_call, get_call
 from control_api.security import guard_public_call_request
+from models.call_views import CallCreated, CallStatusResponse
 from models.settings import Settings
 
 router = APIRouter(tags=["form"])
@@ -51,7 +51,9 @@ def _asset(name: str) -> bytes:
 
 def _content_security_policy(turnstile: bool) -> str:
     # Turnstile's script and its challenge frame come from Cloudflare; nothing else may load.
-    scripts, frames = ("'self' https://challenges.cloudflare.com", "https://challenges.cloudflare.com") if turnstile else ("'self'", "'none'")
+    scripts, frames = (
+        ("'self' https://challenges.cloudflare.com", "https://challenges.cloudflare.com") if turnstile else ("'self'", "'none'")
+    )
     return (
         f"default-src 'self'; script-src {scripts}; frame-src {frames}; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -63,7 +65,9 @@ def render_form(site_key: str | None) -> str:
     if site_key:
         # Only with a site key does the page load anything from outside this server.
         page = page.replace("<!--turnstile-script-->", f'<script src="{TURNSTILE_SCRIPT}" async defer></script>')
-        page = page.replace("<!--turnstile-widget-->", f'<div class="cf-turnstile" data-sitekey="{html.escape(site_key, quote=True)}"></div>')
+        page = page.replace(
+            "<!--turnstile-widget-->", f'<div class="cf-turnstile" data-sitekey="{html.escape(site_key, quote=True)}"></div>'
+        )
     return page
 
 
@@ -72,7 +76,11 @@ async def form_page(settings: Annotated[Settings, Depends(get_settings)]) -> HTM
     turnstile = bool(settings.turnstile_site_key)
     return HTMLResponse(
         render_form(settings.turnstile_site_key),
-        headers={"Content-Security-Policy": _content_security_policy(turnstile), "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
+        headers={
+            "Content-Security-Policy": _content_security_policy(turnstile),
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
     )
 
 
@@ -80,7 +88,11 @@ async def form_page(settings: Annotated[Settings, Depends(get_settings)]) -> HTM
 async def form_asset(asset: str) -> Response:
     if asset not in ASSETS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no asset named {asset!r}")
-    return Response(_asset(asset), media_type=ASSETS[asset], headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=300"})
+    return Response(
+        _asset(asset),
+        media_type=ASSETS[asset],
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=300"},
+    )
 
 
 @router.post(

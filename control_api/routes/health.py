@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from control_api import metrics
-from control_api.deps import get_settings, get_store, get_services
+from control_api.deps import get_services, get_settings, get_store
 from models.session_store import SessionStore, SessionStoreUnavailable
 from models.settings import Settings
 from services import Services

@@ -10,6 +10,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from control_api.deps import get_db
+from control_api.lead_import import import_csv, new_lead
+from control_api.workspace_auth import CurrentWorkspace
+from models.call_job import utcnow
 from models.conversation_history import (
     HistoryFormatError,
     as_message,
@@ -19,13 +23,8 @@ from models.conversation_history import (
     stored_messages,
     thread_for,
 )
-from control_api.deps import get_db
-from control_api.workspace_auth import CurrentWorkspace
-from models.call_job import utcnow
 from models.domain import ChatMessage, ConversationThread, Lead, Meeting, PolicyDecision, Workspace
 from models.enums import Channel, LeadStage, LeadTag, OptOutSource
-from prompts.caller_intent import Intent, classify
-from control_api.lead_import import import_csv, new_lead
 from models.lead_schemas import (
     DecisionPublic,
     HistoryIn,
@@ -39,6 +38,7 @@ from models.lead_schemas import (
     ThreadPublic,
 )
 from models.row_views import view_of
+from prompts.caller_intent import Intent, classify
 
 router = APIRouter(tags=["leads"])
 
@@ -75,11 +75,17 @@ def create_lead(body: LeadCreate, workspace: CurrentWorkspace, db: Db) -> LeadPu
         db.commit()
     except IntegrityError:
         db.rollback()
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"a lead with phone {body.phone} already exists in this workspace") from None
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"a lead with phone {body.phone} already exists in this workspace"
+        ) from None
     return view_of(LeadPublic, lead)
 
 
-@router.post("/leads/import", response_model=ImportReport, openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+@router.post(
+    "/leads/import",
+    response_model=ImportReport,
+    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 async def import_leads(request: Request, workspace: CurrentWorkspace, db: Db) -> ImportReport:
     """CSV with a header row (phone required; name, external_id, timezone, consent, stage, tags
     separated by ';'). Good rows are stored, bad rows reported by row and field."""
@@ -105,27 +111,47 @@ def list_leads(
 
 
 @router.get("/leads/{lead_id}", response_model=LeadDetail)
-def get_lead(lead_id: int, workspace: CurrentWorkspace, db: Db, messages_per_thread: Annotated[int, Query(ge=0, le=500)] = 100) -> LeadDetail:
+def get_lead(
+    lead_id: int, workspace: CurrentWorkspace, db: Db, messages_per_thread: Annotated[int, Query(ge=0, le=500)] = 100
+) -> LeadDetail:
     lead = lead_of(db, workspace, lead_id)
-    threads = db.exec(select(ConversationThread).where(ConversationThread.lead_id == lead.id).order_by(col(ConversationThread.id))).all()
+    threads = db.exec(
+        select(ConversationThread).where(ConversationThread.lead_id == lead.id).order_by(col(ConversationThread.id))
+    ).all()
     thread_views = []
     for thread in threads:
         newest = db.exec(
-            select(ChatMessage).where(ChatMessage.thread_id == thread.id).order_by(col(ChatMessage.created_at).desc(), col(ChatMessage.id).desc()).limit(messages_per_thread)
+            select(ChatMessage)
+            .where(ChatMessage.thread_id == thread.id)
+            .order_by(col(ChatMessage.created_at).desc(), col(ChatMessage.id).desc())
+            .limit(messages_per_thread)
         ).all()
         messages = [view_of(MessagePublic, m, role=as_message(m)["role"]) for m in reversed(newest)]
         thread_views.append(view_of(ThreadPublic, thread, messages=messages))
     meetings = db.exec(select(Meeting).where(Meeting.lead_id == lead.id).order_by(col(Meeting.id))).all()
-    return view_of(LeadDetail, lead, threads=thread_views, decisions=_decisions(db, lead), meetings=[view_of(MeetingPublic, m) for m in meetings])
+    return view_of(
+        LeadDetail,
+        lead,
+        threads=thread_views,
+        decisions=_decisions(db, lead),
+        meetings=[view_of(MeetingPublic, m) for m in meetings],
+    )
 
 
 def _decisions(db: Session, lead: Lead, limit: int = 100) -> list[DecisionPublic]:
-    rows = db.exec(select(PolicyDecision).where(PolicyDecision.lead_id == lead.id).order_by(col(PolicyDecision.created_at).desc(), col(PolicyDecision.id).desc()).limit(limit)).all()
+    rows = db.exec(
+        select(PolicyDecision)
+        .where(PolicyDecision.lead_id == lead.id)
+        .order_by(col(PolicyDecision.created_at).desc(), col(PolicyDecision.id).desc())
+        .limit(limit)
+    ).all()
     return [view_of(DecisionPublic, row) for row in rows]
 
 
 @router.get("/leads/{lead_id}/decisions", response_model=list[DecisionPublic])
-def lead_decisions(lead_id: int, workspace: CurrentWorkspace, db: Db, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DecisionPublic]:
+def lead_decisions(
+    lead_id: int, workspace: CurrentWorkspace, db: Db, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[DecisionPublic]:
     """The outreach policy's decisions about this lead, newest first."""
     return _decisions(db, lead_of(db, workspace, lead_id), limit)
 
@@ -141,7 +167,11 @@ def opt_out_lead(lead_id: int, workspace: CurrentWorkspace, db: Db) -> LeadPubli
 
 @router.get("/leads/{lead_id}/history", response_model=HistoryOut)
 def read_history(
-    lead_id: int, workspace: CurrentWorkspace, db: Db, format: Literal["messages", "turns"] = "messages", limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    lead_id: int,
+    workspace: CurrentWorkspace,
+    db: Db,
+    format: Literal["messages", "turns"] = "messages",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> HistoryOut:
     """Every channel, oldest first, in the shape asked for."""
     messages = [as_message(m) for m in stored_messages(db, lead_of(db, workspace, lead_id).id, limit)]
@@ -164,7 +194,9 @@ def append_history(lead_id: int, workspace: CurrentWorkspace, db: Db, body: Anno
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
     too_long = next((i for i, m in enumerate(messages) if len(m["content"]) > 4000), None)
     if too_long is not None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"message {too_long}: content is longer than 4000 characters")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"message {too_long}: content is longer than 4000 characters"
+        )
     thread = thread_for(db, lead, body.channel)
     for message in messages:
         db.add(new_message(thread, message))

@@ -11,16 +11,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from control_api.deps import get_db
-from models.strategy_schemas import StrategyCreate, StrategyPublic, StrategyUpdate
-from models.row_views import view_of
 from control_api.workspace_auth import CurrentWorkspace
 from models.call_job import utcnow
 from models.domain import ImmutableStrategyError, StrategyVersion, Workspace
 from models.enums import StrategyStatus
+from models.row_views import view_of
+from models.strategy_schemas import StrategyCreate, StrategyPublic, StrategyUpdate
 
 router = APIRouter(tags=["strategies"])
 
 Db = Annotated[Session, Depends(get_db)]
+
+
 def _version_of(db: Session, workspace: Workspace, strategy_id: int) -> StrategyVersion:
     strategy = db.get(StrategyVersion, strategy_id)
     if strategy is None or strategy.workspace_id != workspace.id:
@@ -32,7 +34,9 @@ def _version_of(db: Session, workspace: Workspace, strategy_id: int) -> Strategy
 def create_strategy_version(body: StrategyCreate, workspace: CurrentWorkspace, db: Db) -> StrategyPublic:
     fields = body.model_dump(exclude_none=True)
     for _ in range(3):  # two requests may pick the same number; the unique constraint decides
-        latest = db.exec(select(func.max(StrategyVersion.version_number)).where(StrategyVersion.workspace_id == workspace.id)).one()
+        latest = db.exec(
+            select(func.max(StrategyVersion.version_number)).where(StrategyVersion.workspace_id == workspace.id)
+        ).one()
         strategy = StrategyVersion(workspace_id=workspace.id, version_number=(latest or 0) + 1, **fields)
         db.add(strategy)
         try:
@@ -45,7 +49,11 @@ def create_strategy_version(body: StrategyCreate, workspace: CurrentWorkspace, d
 
 @router.get("/strategies", response_model=list[StrategyPublic])
 def list_strategy_versions(workspace: CurrentWorkspace, db: Db) -> list[StrategyPublic]:
-    query = select(StrategyVersion).where(StrategyVersion.workspace_id == workspace.id).order_by(col(StrategyVersion.version_number).desc())
+    query = (
+        select(StrategyVersion)
+        .where(StrategyVersion.workspace_id == workspace.id)
+        .order_by(col(StrategyVersion.version_number).desc())
+    )
     return [view_of(StrategyPublic, row) for row in db.exec(query).all()]
 
 
@@ -74,7 +82,9 @@ def activate(strategy_id: int, workspace: CurrentWorkspace, db: Db) -> StrategyP
     if strategy.status is StrategyStatus.ACTIVE:
         return view_of(StrategyPublic, strategy)
     current = db.exec(
-        select(StrategyVersion).where(StrategyVersion.workspace_id == workspace.id, StrategyVersion.status == StrategyStatus.ACTIVE)
+        select(StrategyVersion).where(
+            StrategyVersion.workspace_id == workspace.id, StrategyVersion.status == StrategyStatus.ACTIVE
+        )
     ).first()
     if current is not None:
         current.status = StrategyStatus.ROLLED_BACK

@@ -17,9 +17,9 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from twilio.request_validator import RequestValidator
 
-from control_api import metrics
-from control_api.deps import get_settings, get_services
 from after_call.telephony_verdicts import ANSWERED_BY_VALUES, MACHINE_ANSWERS, TERMINAL, TWILIO_STATUSES, TelephonyProgress
+from control_api import metrics
+from control_api.deps import get_services, get_settings
 from control_api.telephony.call_progress import apply_report
 from models.log_config import get_logger
 from models.session_store import SessionStoreUnavailable
@@ -50,7 +50,9 @@ async def _signed_form(request: Request, settings: Settings) -> dict[str, str]:
     if not signature or not validator.validate(_public_url(settings, request), form, signature):
         metrics.TWILIO_CALLBACKS_REJECTED.labels("bad_signature").inc()
         log.warning("twilio_callback_signature_rejected", path=request.url.path)
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="X-Twilio-Signature is missing or does not match this URL and its parameters")
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail="X-Twilio-Signature is missing or does not match this URL and its parameters"
+        )
     if form.get("AccountSid") != settings.twilio_account_sid:
         metrics.TWILIO_CALLBACKS_REJECTED.labels("wrong_account").inc()
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="AccountSid is not this service's Twilio account")
@@ -63,9 +65,13 @@ def _report(form: dict[str, str]) -> TelephonyProgress:
     if answered_by is None and call_status is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="CallStatus or AnsweredBy is required")
     if call_status is not None and call_status not in TWILIO_STATUSES:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"CallStatus must be one of {', '.join(TWILIO_STATUSES)}")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"CallStatus must be one of {', '.join(TWILIO_STATUSES)}"
+        )
     if answered_by is not None and answered_by not in ANSWERED_BY_VALUES:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"AnsweredBy must be one of {', '.join(ANSWERED_BY_VALUES)}")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"AnsweredBy must be one of {', '.join(ANSWERED_BY_VALUES)}"
+        )
     return TelephonyProgress(
         status=call_status,
         answered_by=answered_by,
@@ -95,7 +101,9 @@ async def twilio_status(
                 raise HTTPException(status.HTTP_409_CONFLICT, detail="CallSid does not belong to this call")
             progress = await apply_report(services, job, report)
         except SessionStoreUnavailable:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="session store unavailable; Twilio will retry") from None
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail="session store unavailable; Twilio will retry"
+            ) from None
         metrics.TWILIO_CALLBACKS.labels(report.status or f"amd_{report.answered_by}").inc()
         log.info("twilio_status", telephony_status=report.status, answered_by=report.answered_by, call_sid=report.call_sid)
         if report.answered_by in MACHINE_ANSWERS and progress.status not in TERMINAL:

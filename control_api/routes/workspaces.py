@@ -10,14 +10,26 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from sqlmodel import Session, col, select
 
 from control_api.deps import get_db
-from models.workspace_schemas import AttestationCreate, AttestationPublic, ApiKeyCreate, ApiKeyIssued, ApiKeyPublic, WorkspaceCreate, WorkspaceCreated, WorkspacePublic, WorkspaceUpdate
-from models.row_views import view_of
 from control_api.workspace_auth import CurrentWorkspace, issue_api_key, require_admin, revoke
 from models.domain import Lead, OutreachAttestation, Workspace, WorkspaceApiKey
+from models.row_views import view_of
+from models.workspace_schemas import (
+    ApiKeyCreate,
+    ApiKeyIssued,
+    ApiKeyPublic,
+    AttestationCreate,
+    AttestationPublic,
+    WorkspaceCreate,
+    WorkspaceCreated,
+    WorkspacePublic,
+    WorkspaceUpdate,
+)
 
 router = APIRouter(tags=["workspaces"])
 
 Db = Annotated[Session, Depends(get_db)]
+
+
 def own_workspace(workspace_id: int, workspace: Workspace) -> Workspace:
     if workspace_id != workspace.id:
         # Not 403: another workspace's ids are not even confirmed to exist.
@@ -25,7 +37,9 @@ def own_workspace(workspace_id: int, workspace: Workspace) -> Workspace:
     return workspace
 
 
-@router.post("/workspaces", status_code=status.HTTP_201_CREATED, response_model=WorkspaceCreated, dependencies=[Depends(require_admin)])
+@router.post(
+    "/workspaces", status_code=status.HTTP_201_CREATED, response_model=WorkspaceCreated, dependencies=[Depends(require_admin)]
+)
 def create_workspace(body: WorkspaceCreate, db: Db) -> WorkspaceCreated:
     workspace = Workspace(**body.model_dump())
     db.add(workspace)
@@ -56,7 +70,9 @@ def update_workspace(workspace_id: int, body: WorkspaceUpdate, workspace: Curren
 @router.get("/workspaces/{workspace_id}/api-keys", response_model=list[ApiKeyPublic])
 def list_api_keys(workspace_id: int, workspace: CurrentWorkspace, db: Db) -> list[ApiKeyPublic]:
     own_workspace(workspace_id, workspace)
-    keys = db.exec(select(WorkspaceApiKey).where(WorkspaceApiKey.workspace_id == workspace.id).order_by(col(WorkspaceApiKey.id))).all()
+    keys = db.exec(
+        select(WorkspaceApiKey).where(WorkspaceApiKey.workspace_id == workspace.id).order_by(col(WorkspaceApiKey.id))
+    ).all()
     return [view_of(ApiKeyPublic, key) for key in keys]
 
 
@@ -96,5 +112,7 @@ def create_attestation(workspace_id: int, body: AttestationCreate, workspace: Cu
 @router.get("/workspaces/{workspace_id}/attestations", response_model=list[AttestationPublic])
 def list_attestations(workspace_id: int, workspace: CurrentWorkspace, db: Db) -> list[AttestationPublic]:
     own_workspace(workspace_id, workspace)
-    rows = db.exec(select(OutreachAttestation).where(OutreachAttestation.workspace_id == workspace.id).order_by(col(OutreachAttestation.id))).all()
+    rows = db.exec(
+        select(OutreachAttestation).where(OutreachAttestation.workspace_id == workspace.id).order_by(col(OutreachAttestation.id))
+    ).all()
     return [view_of(AttestationPublic, row) for row in rows]

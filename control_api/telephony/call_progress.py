@@ -35,7 +35,9 @@ def _unanswered_ending(progress: TelephonyProgress) -> tuple[CallOutcome, EndRea
 async def finish_without_conversation(services: Services, job: CallJob, progress: TelephonyProgress) -> Call:
     """Store the outcome of a call the worker never saw, the way the worker stores its own."""
     outcome, end_reason, error = _unanswered_ending(progress)
-    job = job.model_copy(update={"telephony_status": progress.status, "twilio_call_sid": job.twilio_call_sid or progress.call_sid})
+    job = job.model_copy(
+        update={"telephony_status": progress.status, "twilio_call_sid": job.twilio_call_sid or progress.call_sid}
+    )
     # The context only adds the goal; when it has expired the stored row keeps what POST /calls wrote.
     context = await services.store.load_context(job.context_id)
     record = Call(

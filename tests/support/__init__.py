@@ -48,7 +48,6 @@ BOOK_MEETING_REQUEST = dict(DEMO_REQUEST)
 TWILIO_FROM_NUMBER = "+15005550006"
 
 
-
 @dataclass
 class RedisServer:
     port: int
@@ -64,7 +63,19 @@ class RedisServer:
         if binary is None:
             pytest.fail("redis-server is not installed (apt-get install redis-server); .ci/run installs it")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -103,7 +114,6 @@ def server_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     }
 
 
-
 @contextlib.contextmanager
 def serving(app) -> Iterator[str]:
     """Serve an ASGI app (a stand-in for an outside service) on a loopback port from a thread."""
@@ -121,7 +131,6 @@ def serving(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
 
 
 POSTGRES_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
@@ -163,13 +172,35 @@ class PostgresServer:
             os.chown(self.workdir, as_user["user"], as_user["group"])
         subprocess.run(
             [_postgres_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.workdir, **as_user,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self.workdir,
+            **as_user,
         )
         self.process = subprocess.Popen(
             # No unix socket (-k ''), loopback only; durability is not what these tests are about.
-            [_postgres_binary("postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "postgres.log", "wb"), cwd=self.workdir, **as_user,  # noqa: SIM115
+            [
+                _postgres_binary("postgres"),
+                "-D",
+                str(data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                "",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "postgres.log", "wb"),  # noqa: SIM115  (the server outlives this call)
+            cwd=self.workdir,
+            **as_user,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -196,7 +227,6 @@ class PostgresServer:
             self.process.send_signal(signal.SIGINT)  # "fast" shutdown
             self.process.wait(timeout=30)
             self.process = None
-
 
 
 CALL_REQUEST = {
@@ -263,8 +293,6 @@ def make_settings(db_url: str, **overrides) -> Settings:
         **overrides,
     }
     return Settings(_env_file=None, **values)
-
-
 
 
 def services_for(settings: Settings, store: SessionStore, engine: sa.Engine, twilio: TwilioAccount | None = None) -> Services:

@@ -47,8 +47,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from simulator.caller_scripts import CallerLine
 from models.log_config import get_logger
+from simulator.caller_scripts import CallerLine
 
 log = get_logger(__name__)
 
@@ -180,7 +180,9 @@ def _error(status: int, code: int, message: str) -> JSONResponse:
 
 
 class TwilioRestEmulator:
-    def __init__(self, account_sid: str | None = None, auth_token: str | None = None, *, default_callee: Callee | None = None) -> None:
+    def __init__(
+        self, account_sid: str | None = None, auth_token: str | None = None, *, default_callee: Callee | None = None
+    ) -> None:
         self.account_sid = account_sid or _sid("AC")
         self.auth_token = auth_token or secrets.token_hex(16)
         self.default_callee = default_callee or Callee()
@@ -584,7 +586,9 @@ class TwilioRestEmulator:
                     "To": message["to"],
                 }
                 with contextlib.suppress(httpx.HTTPError):
-                    await self._http.post(status_callback, data=params, headers={"X-Twilio-Signature": self.sign(status_callback, params)})
+                    await self._http.post(
+                        status_callback, data=params, headers={"X-Twilio-Signature": self.sign(status_callback, params)}
+                    )
 
 
 def _parse_twiml(text: str) -> ET.Element | None:
@@ -623,7 +627,9 @@ class EmulatorServer:
     def __init__(self, emulator: TwilioRestEmulator, port: int | None = None) -> None:
         self.emulator = emulator
         self.port = port or _free_port()
-        self._server = uvicorn.Server(uvicorn.Config(emulator.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(emulator.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
         self._thread = threading.Thread(target=self._server.run, name="twilio-emulator", daemon=True)
 
     @property

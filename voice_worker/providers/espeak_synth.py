@@ -31,9 +31,7 @@ _DEFAULT_PITCH = 50
 _RATE_MIN, _RATE_MAX = 80, 450
 
 # int SynthCallback(short *wav, int numsamples, espeak_EVENT *events)
-_SynthCallback = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-)
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
 class EspeakError(RuntimeError):
@@ -72,9 +70,7 @@ class _Engine:
         self._lib.espeak_Synth.restype = ctypes.c_int
 
         data_path = espeakng_loader.get_data_path().encode()
-        rate = self._lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_DONT_EXIT
-        )
+        rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_DONT_EXIT)
         if rate <= 0:
             raise EspeakError(f"espeak_Initialize failed ({rate})")
         self.sample_rate = rate
@@ -105,9 +101,7 @@ class _Engine:
         self._chunks = []
         # No espeakSSML / espeakPHONEMES flag: caller text is spoken literally and
         # cannot smuggle markup or phoneme codes into the synthesiser.
-        err = self._lib.espeak_Synth(
-            buf, len(buf), 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None
-        )
+        err = self._lib.espeak_Synth(buf, len(buf), 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
         if err != 0:
             raise EspeakError(f"espeak_Synth failed ({err})")
         pcm = b"".join(self._chunks)
@@ -134,9 +128,7 @@ def _clean(text: str) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in text).strip()
 
 
-def synthesize(
-    text: str, voice: str = "en-us", rate_wpm: int = 170, pitch: int | None = None
-) -> tuple[bytes, int]:
+def synthesize(text: str, voice: str = "en-us", rate_wpm: int = 170, pitch: int | None = None) -> tuple[bytes, int]:
     """Speak ``text`` as mono int16 PCM; returns ``(pcm, sample_rate)``.
 
     Blank text returns ``(b"", 22050)`` without touching the library.
@@ -149,14 +141,10 @@ def synthesize(
         return engine.synth(cleaned, voice, rate_wpm, pitch), engine.sample_rate
 
 
-async def synthesize_async(
-    text: str, voice: str = "en-us", rate_wpm: int = 170, pitch: int | None = None
-) -> tuple[bytes, int]:
+async def synthesize_async(text: str, voice: str = "en-us", rate_wpm: int = 170, pitch: int | None = None) -> tuple[bytes, int]:
     """Like :func:`synthesize`, run on the dedicated espeak thread."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        _executor, functools.partial(synthesize, text, voice, rate_wpm, pitch)
-    )
+    return await loop.run_in_executor(_executor, functools.partial(synthesize, text, voice, rate_wpm, pitch))
 
 
 def resample_pcm16(pcm: bytes, from_rate: int, to_rate: int) -> bytes:

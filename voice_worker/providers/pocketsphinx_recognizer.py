@@ -62,9 +62,7 @@ def language_model_for(phrases: list[str]) -> tuple[Path, Path]:
 class PocketsphinxRecognizer:
     """Whole-utterance transcription; one decoder per instance, used under a lock."""
 
-    def __init__(
-        self, phrases: list[str], noise_floor_snr_db: float | None = NOISE_FLOOR_SNR_DB
-    ) -> None:
+    def __init__(self, phrases: list[str], noise_floor_snr_db: float | None = NOISE_FLOOR_SNR_DB) -> None:
         import pocketsphinx
 
         lm_path, dict_path = language_model_for(phrases)
@@ -87,10 +85,7 @@ class PocketsphinxRecognizer:
         pcm16 = pcm16[: len(pcm16) - len(pcm16) % 2]
         if not pcm16:
             return ""
-        if sample_rate == 8000:
-            audio = _telephone_to_wideband(pcm16)
-        else:
-            audio = resample_pcm16(pcm16, sample_rate, MODEL_SAMPLE_RATE)
+        audio = _telephone_to_wideband(pcm16) if sample_rate == 8000 else resample_pcm16(pcm16, sample_rate, MODEL_SAMPLE_RATE)
         if self._noise_floor_snr_db is not None:
             audio = _raise_noise_floor(audio, self._noise_floor_snr_db)
         with self._lock:

@@ -19,9 +19,7 @@ def caller_turns(context: LLMContext) -> list[str]:
     return texts
 
 
-async def answer_with_rules(
-    service: LLMService, session: CallSession, context: LLMContext, *, taking_over: bool = False
-) -> None:
+async def answer_with_rules(service: LLMService, session: CallSession, context: LLMContext, *, taking_over: bool = False) -> None:
     """Push the rule-based agent's answer to the latest caller turn as LLM text."""
     turns = caller_turns(context)
     if taking_over:

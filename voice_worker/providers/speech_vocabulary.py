@@ -8,6 +8,7 @@ vocabulary possible.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -20,69 +21,184 @@ from prompts.caller_intent import OPT_OUT_PHRASES
 logger = logging.getLogger(__name__)
 
 _YES_NO = [
-    "yes", "yeah", "yep", "yeah sure", "sure", "okay", "ok", "of course", "absolutely",
-    "sounds good", "that sounds good", "that sounds great", "yes that's right",
-    "correct", "that's correct", "right", "no", "nope", "no thanks", "no thank you",
-    "not really", "i don't think so", "maybe", "i'm not sure", "i guess so",
-    "hello", "hi", "hello who is this", "speaking", "yes speaking", "go ahead",
-    "sorry can you repeat that", "what did you say", "i didn't catch that",
-    "thank you", "thanks", "goodbye", "bye", "okay bye", "have a nice day",
+    "yes",
+    "yeah",
+    "yep",
+    "yeah sure",
+    "sure",
+    "okay",
+    "ok",
+    "of course",
+    "absolutely",
+    "sounds good",
+    "that sounds good",
+    "that sounds great",
+    "yes that's right",
+    "correct",
+    "that's correct",
+    "right",
+    "no",
+    "nope",
+    "no thanks",
+    "no thank you",
+    "not really",
+    "i don't think so",
+    "maybe",
+    "i'm not sure",
+    "i guess so",
+    "hello",
+    "hi",
+    "hello who is this",
+    "speaking",
+    "yes speaking",
+    "go ahead",
+    "sorry can you repeat that",
+    "what did you say",
+    "i didn't catch that",
+    "thank you",
+    "thanks",
+    "goodbye",
+    "bye",
+    "okay bye",
+    "have a nice day",
 ]
 _OPT_OUT = list(OPT_OUT_PHRASES)
 _NOT_INTERESTED = [
-    "i'm not interested", "no i'm not interested", "not interested",
-    "we're not interested", "i'm not interested thank you", "we don't need that",
+    "i'm not interested",
+    "no i'm not interested",
+    "not interested",
+    "we're not interested",
+    "i'm not interested thank you",
+    "we don't need that",
 ]
 _CALLBACK = [
-    "call me back later", "can you call me back later", "call me back tomorrow",
-    "i'm busy right now", "i'm driving right now", "this is not a good time",
-    "now is not a good time", "can we talk later", "call me next week",
+    "call me back later",
+    "can you call me back later",
+    "call me back tomorrow",
+    "i'm busy right now",
+    "i'm driving right now",
+    "this is not a good time",
+    "now is not a good time",
+    "can we talk later",
+    "call me next week",
     "i'm in a meeting",
 ]
 _OBJECTIONS = [
-    "that's too expensive", "it's too expensive", "how much does it cost",
-    "how much is it", "what's the price", "is there a discount",
-    "we already use another provider", "we already have a provider",
-    "we're happy with our current provider", "we already have something like that",
-    "who is this", "who are you", "what company are you with", "how did you get my number",
-    "is this a scam", "is this a robot", "am i talking to a real person",
-    "send me an email", "can you send me some information",
-    "just send me an email", "send me the details", "what is this about",
-    "what are you selling", "i need to think about it", "let me think about it",
-    "i need to talk to my partner", "i have to ask my boss",
+    "that's too expensive",
+    "it's too expensive",
+    "how much does it cost",
+    "how much is it",
+    "what's the price",
+    "is there a discount",
+    "we already use another provider",
+    "we already have a provider",
+    "we're happy with our current provider",
+    "we already have something like that",
+    "who is this",
+    "who are you",
+    "what company are you with",
+    "how did you get my number",
+    "is this a scam",
+    "is this a robot",
+    "am i talking to a real person",
+    "send me an email",
+    "can you send me some information",
+    "just send me an email",
+    "send me the details",
+    "what is this about",
+    "what are you selling",
+    "i need to think about it",
+    "let me think about it",
+    "i need to talk to my partner",
+    "i have to ask my boss",
 ]
 _SCHEDULING = [
-    "tuesday at three pm", "monday morning", "tomorrow at ten", "next wednesday afternoon",
-    "thursday at two thirty", "friday at eleven am", "how about monday at nine",
-    "tomorrow morning works", "tomorrow afternoon", "this afternoon", "later today",
-    "next week", "next monday", "on friday", "any time after four", "the day after tomorrow",
-    "saturday morning", "sunday is fine", "at noon", "in the evening", "around five o'clock",
-    "at one o'clock", "at twelve thirty", "at eight am", "at six pm", "at seven fifteen",
-    "at quarter past three", "half past ten", "at nine forty five",
+    "tuesday at three pm",
+    "monday morning",
+    "tomorrow at ten",
+    "next wednesday afternoon",
+    "thursday at two thirty",
+    "friday at eleven am",
+    "how about monday at nine",
+    "tomorrow morning works",
+    "tomorrow afternoon",
+    "this afternoon",
+    "later today",
+    "next week",
+    "next monday",
+    "on friday",
+    "any time after four",
+    "the day after tomorrow",
+    "saturday morning",
+    "sunday is fine",
+    "at noon",
+    "in the evening",
+    "around five o'clock",
+    "at one o'clock",
+    "at twelve thirty",
+    "at eight am",
+    "at six pm",
+    "at seven fifteen",
+    "at quarter past three",
+    "half past ten",
+    "at nine forty five",
     "one two three four five six seven eight nine ten eleven twelve",
     "thirty fifteen forty five o'clock am pm",
     "january february march april may june july august september october november december",
     "first second third fourth fifth tenth fifteenth twentieth thirtieth",
 ]
 _ANSWERS = [
-    "about ten people", "we have twenty employees", "around fifty employees",
-    "just me", "it's just the two of us", "we have about a hundred staff",
-    "our budget is around five hundred dollars a month", "about a thousand dollars",
-    "i'm the owner", "i make the decisions", "i'm the manager", "you need to talk to my boss",
-    "within the next month", "as soon as possible", "in a few weeks", "not right now",
-    "maybe next year", "right away", "we're a small business", "my name is john",
-    "my email is john at gmail dot com", "you can reach me at this number",
+    "about ten people",
+    "we have twenty employees",
+    "around fifty employees",
+    "just me",
+    "it's just the two of us",
+    "we have about a hundred staff",
+    "our budget is around five hundred dollars a month",
+    "about a thousand dollars",
+    "i'm the owner",
+    "i make the decisions",
+    "i'm the manager",
+    "you need to talk to my boss",
+    "within the next month",
+    "as soon as possible",
+    "in a few weeks",
+    "not right now",
+    "maybe next year",
+    "right away",
+    "we're a small business",
+    "my name is john",
+    "my email is john at gmail dot com",
+    "you can reach me at this number",
 ]
 _CONFIRMATIONS = [
-    "that works for me", "that works", "yes please book it", "book it",
-    "yes i confirm the order", "i confirm", "yes that's fine", "perfect",
-    "great thank you", "yes please", "let's do it", "sign me up", "go ahead and book it",
-    "can we do a different time", "that doesn't work for me", "can we change the time",
+    "that works for me",
+    "that works",
+    "yes please book it",
+    "book it",
+    "yes i confirm the order",
+    "i confirm",
+    "yes that's fine",
+    "perfect",
+    "great thank you",
+    "yes please",
+    "let's do it",
+    "sign me up",
+    "go ahead and book it",
+    "can we do a different time",
+    "that doesn't work for me",
+    "can we change the time",
 ]
 
 CALLER_PHRASES: list[str] = [
-    *_YES_NO, *_OPT_OUT, *_NOT_INTERESTED, *_CALLBACK, *_OBJECTIONS,
-    *_SCHEDULING, *_ANSWERS, *_CONFIRMATIONS,
+    *_YES_NO,
+    *_OPT_OUT,
+    *_NOT_INTERESTED,
+    *_CALLBACK,
+    *_OBJECTIONS,
+    *_SCHEDULING,
+    *_ANSWERS,
+    *_CONFIRMATIONS,
 ]
 
 BOS, EOS = "<s>", "</s>"
@@ -92,8 +208,29 @@ _DISCOUNT = 0.3
 # Pseudo-count added to every unigram so any vocabulary word can start or end a turn.
 _UNIGRAM_FLOOR = 0.5
 
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _SYMBOLS = {"&": " and ", "%": " percent ", "@": " at ", "+": " plus ", "$": " dollars "}
 
 
@@ -180,9 +317,9 @@ def _write_arpa(sentences: list[list[str]], vocab: list[str], path: Path) -> Non
     for words in sentences:
         seq = [BOS, *words, EOS]
         uni.update(seq[1:])
-        for a, b in zip(seq, seq[1:]):
+        for a, b in itertools.pairwise(seq):
             bi[a][b] += 1
-        for a, b, c in zip(seq, seq[1:], seq[2:]):
+        for a, b, c in zip(seq, seq[1:], seq[2:], strict=False):
             tri[(a, b)][c] += 1
 
     targets = [*vocab, EOS]  # <s> is never predicted

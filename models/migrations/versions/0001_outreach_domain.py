@@ -99,8 +99,12 @@ def upgrade() -> None:
     _index("strategy_version", "workspace_id")
     active_only = sa.text("status = 'ACTIVE'")
     _index(
-        "strategy_version", "workspace_id", name="uq_strategy_version_one_active", unique=True,
-        sqlite_where=active_only, postgresql_where=active_only,
+        "strategy_version",
+        "workspace_id",
+        name="uq_strategy_version_one_active",
+        unique=True,
+        sqlite_where=active_only,
+        postgresql_where=active_only,
     )
 
     op.create_table(
@@ -261,7 +265,16 @@ def upgrade() -> None:
     )
     op.bulk_insert(
         workspace,
-        [{"name": "Web form", "timezone": "UTC", "budget_tier": "GREEN", "business_hours": None, "is_default": True, "created_at": datetime.now(UTC)}],
+        [
+            {
+                "name": "Web form",
+                "timezone": "UTC",
+                "budget_tier": "GREEN",
+                "business_hours": None,
+                "is_default": True,
+                "created_at": datetime.now(UTC),
+            }
+        ],
     )
 
 
