@@ -37,6 +37,21 @@ class Services:
     dialer: Dialer
 
 
+def assemble_services(
+    settings: Settings, store: SessionStore, engine: Engine, twilio: TwilioAccount | None, dialer: Dialer
+) -> Services:
+    """The services around an open store, engine and account; the clients it opens close with `open_services`."""
+    return Services(
+        settings=settings,
+        store=store,
+        engine=engine,
+        http=httpx.AsyncClient(timeout=10),
+        twilio=twilio,
+        context_generator=ContextGenerator(settings),
+        dialer=dialer,
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings, make_dialer: DialerFactory, dialer: Dialer | None = None) -> AsyncIterator[Services]:
     """Open everything the process shares; `make_dialer` comes from the caller, who knows the telephony."""
@@ -44,15 +59,7 @@ async def open_services(settings: Settings, make_dialer: DialerFactory, dialer: 
     init_db(engine)
     store = create_session_store(settings.redis_url)
     twilio = TwilioAccount(settings) if settings.twilio_configured else None
-    services = Services(
-        settings=settings,
-        store=store,
-        engine=engine,
-        http=httpx.AsyncClient(timeout=10),
-        twilio=twilio,
-        context_generator=ContextGenerator(settings),
-        dialer=dialer or make_dialer(settings, twilio),
-    )
+    services = assemble_services(settings, store, engine, twilio, dialer or make_dialer(settings, twilio))
     try:
         yield services
     finally:

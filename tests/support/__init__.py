@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 import redis
@@ -34,10 +33,9 @@ from models.context import ContextInstance
 from models.domain import PolicyDecision
 from models.session_store import SessionStore
 from models.settings import Settings
-from prompts.openai_context import ContextGenerator
 from scripts.local_server import free_port
 from scripts.simulate_call import DEMO_REQUEST
-from services import Services
+from services import Services, assemble_services
 from services.dialer import DialResult
 from services.twilio_account import TwilioAccount
 
@@ -297,12 +295,4 @@ def make_settings(db_url: str, **overrides) -> Settings:
 
 def services_for(settings: Settings, store: SessionStore, engine: sa.Engine, twilio: TwilioAccount | None = None) -> Services:
     """The process's services around a given store and engine, as a test builds them by hand."""
-    return Services(
-        settings=settings,
-        store=store,
-        engine=engine,
-        http=httpx.AsyncClient(timeout=10),
-        twilio=twilio,
-        context_generator=ContextGenerator(settings),
-        dialer=ExternalStreamDialer(settings),
-    )
+    return assemble_services(settings, store, engine, twilio, ExternalStreamDialer(settings))
