@@ -3,7 +3,9 @@
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
+from control_api.body_limit import BodySizeLimitMiddleware
 from control_api.lead_outcomes import lead_outcome_hook
 from control_api.outreach_gate import OutreachRefused, outreach_refused_handler
 from control_api.routes import calls, health, leads, metrics, strategies, workspaces
@@ -11,6 +13,7 @@ from control_api.lifespan_services import start_control_services, stop_control_s
 from control_api.routes import form, twilio_status
 from control_api.security import ApiKeyMiddleware
 from control_api.telephony.dialer import Dialer, make_dialer
+from control_api.validation_errors import request_validation_handler
 from models.database import init_db, make_engine
 from models.log_config import configure_logging, get_logger
 from models.session_store import create_session_store
@@ -57,6 +60,9 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(strategies.router)
     app.include_router(leads.router)
     app.add_exception_handler(OutreachRefused, outreach_refused_handler)
+    app.add_exception_handler(RequestValidationError, request_validation_handler)
+    # Outermost: a body too large is refused before anything else reads it.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     return app
 
 

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     turnstile_verify_url: str = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
     # Public: rendered into the web form's Turnstile widget (the secret above stays server-side).
     turnstile_site_key: str | None = None
+    # Larger request bodies are refused with 413 before they are parsed; the lead import and history
+    # routes take bulk uploads and have larger limits of their own (control_api/body_limit.py).
+    max_request_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Call requests one client address may make per 60 s (the form and unauthenticated POST /calls).
     rate_limit_per_minute: int = Field(default=5, ge=1)
     # The whole OpenAI context generation, retries included; past it the templates are used.
