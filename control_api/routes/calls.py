@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from control_api import metrics as control_metrics
 from control_api.call_views import CallCreated, CallStatusResponse, from_job, from_record
+from control_api.call_visibility import public_context, require_call_visible, require_context_visible
 from control_api.outreach_gate import admit_call
 from control_api.deps import get_context_generator, get_db, get_dialer, get_settings, get_store
 from control_api.security import guard_public_call_request
@@ -113,7 +114,9 @@ async def get_call(
     call_id: UUID,
     store: Annotated[SessionStore, Depends(get_store)],
     db: Annotated[Session, Depends(get_db)],
+    workspace_key: OptionalWorkspaceKey,
 ) -> CallStatusResponse:
+    require_call_visible(db, workspace_key, call_id)
     try:
         job = await store.load_job(call_id)
     except SessionStoreUnavailable:
@@ -128,11 +131,17 @@ async def get_call(
 
 
 @router.get("/contexts/{context_id}", response_model=ContextInstance, name="get_context")
-async def get_context(context_id: UUID, store: Annotated[SessionStore, Depends(get_store)]) -> ContextInstance:
+async def get_context(
+    context_id: UUID,
+    store: Annotated[SessionStore, Depends(get_store)],
+    db: Annotated[Session, Depends(get_db)],
+    workspace_key: OptionalWorkspaceKey,
+) -> ContextInstance:
+    require_context_visible(db, workspace_key, context_id)
     try:
         context = await store.load_context(context_id)
     except SessionStoreUnavailable:
         raise _store_down() from None
     if context is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"context {context_id} is unknown or has expired")
-    return context
+    return public_context(context)
