@@ -1,11 +1,15 @@
 """The ASGI app: control API and the worker's `/ws` in one process (see README to split them)."""
 
+import asyncio
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from control_api.body_limit import BodySizeLimitMiddleware
+from control_api.dial_failures import DialFailed, dial_failed_handler, fail_unanswered_call
+from control_api.listening_address import ListeningAddress, ListeningAddressMiddleware, warn_if_public_url_is_elsewhere
 from control_api.lead_outcomes import lead_outcome_hook
 from control_api.outreach_gate import OutreachRefused, outreach_refused_handler
 from control_api.routes import calls, health, leads, metrics, strategies, workspaces
@@ -27,6 +31,7 @@ log = get_logger(__name__)
 
 def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -> FastAPI:
     settings = settings or get_settings()
+    listening = ListeningAddress()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -37,12 +42,14 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
         deps.on_call_finished.append(lead_outcome_hook(deps))
         replayed = replay_spool(deps)
         app.state.worker_deps = deps
-        app.state.dialer = dialer or make_dialer(settings)
+        app.state.dialer = dialer or make_dialer(settings, listening=listening, on_unanswered=partial(fail_unanswered_call, deps))
         await start_control_services(app, deps)
         log.info("service_started", replayed_outcomes=replayed, **settings.safe_summary())
+        address_check = asyncio.create_task(warn_if_public_url_is_elsewhere(settings))
         try:
             yield
         finally:
+            address_check.cancel()
             await stop_control_services(app)
             await app.state.dialer.aclose()
             await deps.store.close()
@@ -61,6 +68,8 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(leads.router)
     app.add_exception_handler(OutreachRefused, outreach_refused_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
+    app.add_exception_handler(DialFailed, dial_failed_handler)
+    app.add_middleware(ListeningAddressMiddleware, listening=listening)
     # Outermost: a body too large is refused before anything else reads it.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     return app

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_hex(32)))
     api_key: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8000"
+    # Where TELEPHONY_PROVIDER=simulator's callee connects; unset: this server's own /ws, at the
+    # address a request reached it at (PUBLIC_BASE_URL may name a proxy, or another port).
+    simulator_ws_url: str | None = None
 
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None

@@ -9,6 +9,7 @@ from sqlmodel import Session
 from control_api import metrics as control_metrics
 from control_api.call_views import CallCreated, CallStatusResponse, from_job, from_record
 from control_api.call_visibility import public_context, require_call_visible, require_context_visible
+from control_api.dial_failures import DialFailed, dial_failure_reason, fail_job, record_dial_failure
 from control_api.outreach_gate import admit_call
 from control_api.deps import get_context_generator, get_db, get_dialer, get_settings, get_store
 from control_api.security import guard_public_call_request
@@ -67,10 +68,10 @@ async def create_call(
         with control_metrics.STAGE_LATENCY.labels("dial").time():
             dialed = await dialer.dial(job, context)
     except Exception as exc:
-        log.error("dial_failed", call_id=str(job.id), error=type(exc).__name__)
-        job.status, job.error = CallStatus.FAILED, f"dial failed: {type(exc).__name__}"
-        await _record_dial_failure(store, db, job)
-        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"telephony provider refused the call ({type(exc).__name__})") from None
+        fail_job(job, f"dial failed: {dial_failure_reason(exc)}")
+        log.error("dial_failed", call_id=str(job.id), error=job.error)
+        await record_dial_failure(store, db, job)
+        raise DialFailed(job, status_url=str(request.url_for("get_call", call_id=str(job.id)))) from None
     if dialed.twilio_call_sid:
         job.twilio_call_sid = dialed.twilio_call_sid
         try:
@@ -93,20 +94,6 @@ async def create_call(
         twilio_call_sid=job.twilio_call_sid,
         stream=dialed.stream_parameters,
     )
-
-
-async def _record_dial_failure(store: SessionStore, db: Session, job: CallJob) -> None:
-    try:
-        await store.update_job(job)
-        await store.mark_inactive(job.id)
-        await store.release_phone(job.phone, job.id)
-    except SessionStoreUnavailable:
-        pass
-    record = db.get(Call, str(job.id))
-    if record is not None:
-        record.status, record.error = job.status, job.error
-        db.add(record)
-        db.commit()
 
 
 @router.get("/calls/{call_id}", response_model=CallStatusResponse, name="get_call")
