@@ -88,7 +88,8 @@ def listening_sockets() -> list[tuple[str, int]]:
         try:
             sock = socket.socket(fileno=duplicate)
         except OSError:  # not a socket
-            os.close(duplicate)
+            with contextlib.suppress(OSError):
+                os.close(duplicate)
             continue
         with sock, contextlib.suppress(OSError):
             tcp = sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
