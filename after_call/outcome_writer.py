@@ -18,7 +18,8 @@ from after_call import metrics
 from after_call.lead_updates import update_lead_after_call
 from after_call.sms_followup import send_sms_followup
 from after_call.telephony_verdicts import reconcile_with_telephony
-from models.call_job import CallJob
+from models.call_job import CallJob, utcnow
+from models.enums import CallGoal, CallOutcome, CallStatus, EndReason
 from models.log_config import get_logger
 from models.session_store import SessionStoreUnavailable
 from models.tables import Call
@@ -41,6 +42,32 @@ AFTER_CALL_HOOKS: tuple[AfterCallHook, ...] = (
 # Set from the stored row when the finished call does not know them: who the call was for (POST
 # /calls wrote it) and, for a call that ended before any conversation, what it was about.
 _KEPT_IF_UNKNOWN = ("goal", "stt_provider", "llm_provider", "tts_provider", "started_at")
+
+
+def record_without_conversation(
+    job: CallJob,
+    *,
+    outcome: CallOutcome,
+    end_reason: EndReason | None,
+    error: str | None,
+    telephony_status: str | None = None,
+    goal: CallGoal | None = None,
+) -> Call:
+    """The row of a call that ended before any conversation (a failed dial, busy, unanswered, a machine)."""
+    return Call(
+        id=str(job.id),
+        context_id=str(job.context_id),
+        phone=job.phone,
+        goal=goal,
+        status=CallStatus.FAILED if end_reason is EndReason.ERROR else CallStatus.COMPLETED,
+        outcome=outcome,
+        end_reason=end_reason,
+        error=error,
+        twilio_call_sid=job.twilio_call_sid,
+        telephony_status=telephony_status or job.telephony_status,
+        created_at=job.created_at,
+        ended_at=utcnow(),
+    )
 
 
 def _write_db(services: Services, record: Call) -> None:

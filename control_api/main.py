@@ -8,18 +8,24 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from after_call.outcome_writer import replay_spool
 from control_api import metrics
+from control_api.body_limit import BodySizeLimitMiddleware
+from control_api.dial_failures import DialFailed, dial_failed_handler, fail_unanswered_call
+from control_api.listening_address import ListeningAddress, ListeningAddressMiddleware, warn_if_public_url_is_elsewhere
 from control_api.outreach_gate import OutreachRefused, outreach_refused_handler
 from control_api.routes import calls, form, health, leads, strategies, twilio_status, workspaces
 from control_api.routes import metrics as metrics_routes
 from control_api.security import ApiKeyMiddleware
 from control_api.telephony.selection import make_dialer
+from control_api.validation_errors import request_validation_handler
 from models.log_config import configure_logging, get_logger
 from models.settings import Settings, get_settings
 from services import open_services
 from services.dialer import Dialer
+from services.twilio_account import TwilioAccount
 from voice_worker.media_stream import router as media_stream_router
 
 log = get_logger(__name__)
@@ -27,21 +33,31 @@ log = get_logger(__name__)
 
 def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -> FastAPI:
     settings = settings or get_settings()
+    listening = ListeningAddress()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_json)
-        async with open_services(settings, make_dialer, dialer) as services:
+
+        async def on_unanswered(call_id: str, reason: str) -> None:
+            await fail_unanswered_call(app.state.services, call_id, reason)
+
+        def dialer_for(settings: Settings, twilio: TwilioAccount | None) -> Dialer:
+            return make_dialer(settings, twilio, callee_ws_url=listening.ws_url, on_unanswered=on_unanswered)
+
+        async with open_services(settings, dialer_for, dialer) as services:
             replayed = await asyncio.to_thread(replay_spool, services)
             app.state.services = services
             gauge_refresher = asyncio.create_task(metrics.refresh_active_calls(services.store))
+            address_check = asyncio.create_task(warn_if_public_url_is_elsewhere(settings))
             log.info("service_started", replayed_outcomes=replayed, **settings.safe_summary())
             try:
                 yield
             finally:
-                gauge_refresher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await gauge_refresher
+                for task in (gauge_refresher, address_check):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     app = FastAPI(title="Voice caller", version="0.1.0", lifespan=lifespan)
     app.include_router(calls.router)
@@ -55,6 +71,11 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(strategies.router)
     app.include_router(leads.router)
     app.add_exception_handler(OutreachRefused, outreach_refused_handler)
+    app.add_exception_handler(RequestValidationError, request_validation_handler)
+    app.add_exception_handler(DialFailed, dial_failed_handler)
+    app.add_middleware(ListeningAddressMiddleware, listening=listening)
+    # Outermost: a body too large is refused before anything else reads it.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     return app
 
 

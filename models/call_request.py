@@ -1,5 +1,6 @@
 """The call request a visitor, a form backend or a campaign submits."""
 
+import re
 from typing import Annotated
 
 import phonenumbers
@@ -10,12 +11,20 @@ from models.enums import AgentStyle, CallGoal, TargetAudience
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(min_length=1, max_length=1000)]
 
+# Digits and the separators people write between them, nothing else: phonenumbers would map letters
+# to keypad digits (+1415555ABCD dials +14155552223) and drop an extension (;ext=99) without a word.
+_E164_WRITTEN = re.compile(r"\+[0-9\s().-]+")
+
 
 def normalize_e164(value: str) -> str:
     """Parse a phone number that must already be in E.164 form and return it canonically."""
     raw = value.strip()
     if not raw.startswith("+"):
         raise ValueError("phone must be in E.164 format, starting with + and the country code")
+    if not _E164_WRITTEN.fullmatch(raw):
+        raise ValueError(
+            "phone may hold only digits after the + (spaces, dots, dashes, brackets allowed): no letters, no extension"
+        )
     try:
         parsed = phonenumbers.parse(raw, None)
     except phonenumbers.NumberParseException as exc:

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_hex(32)))
     api_key: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8000"
+    # Where TELEPHONY_PROVIDER=simulator's callee connects; unset: this server's own /ws, at the
+    # address a request reached it at (PUBLIC_BASE_URL may name a proxy, or another port).
+    simulator_ws_url: str | None = None
 
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
@@ -40,6 +43,9 @@ class Settings(BaseSettings):
     turnstile_verify_url: str = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
     # Public: rendered into the web form's Turnstile widget (the secret above stays server-side).
     turnstile_site_key: str | None = None
+    # Larger request bodies are refused with 413 before they are parsed; the lead import and history
+    # routes take bulk uploads and have larger limits of their own (control_api/body_limit.py).
+    max_request_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Call requests one client address may make per 60 s (the form and unauthenticated POST /calls).
     rate_limit_per_minute: int = Field(default=5, ge=1)
     # The whole OpenAI context generation, retries included; past it the templates are used.

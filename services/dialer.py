@@ -5,6 +5,7 @@ from typing import Protocol
 
 from models.call_job import CallJob
 from models.context import ContextInstance
+from models.log_config import mask_phone_numbers
 
 
 @dataclass
@@ -18,3 +19,17 @@ class Dialer(Protocol):
     async def dial(self, job: CallJob, context: ContextInstance) -> DialResult: ...
 
     async def aclose(self) -> None: ...
+
+
+REASON_CHARACTERS = 300
+
+
+def dial_failure_reason(exc: BaseException) -> str:
+    """Words a caller of the API can act on: Twilio's own error, else the exception; numbers masked."""
+    code, message = getattr(exc, "code", None), getattr(exc, "msg", None)
+    if code is not None and isinstance(message, str):  # twilio's TwilioRestException
+        reason = f"Twilio refused the call (error {code}): {message}"
+    else:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    reason = mask_phone_numbers(reason)
+    return reason if len(reason) <= REASON_CHARACTERS else reason[:REASON_CHARACTERS] + "…"

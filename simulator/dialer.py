@@ -1,12 +1,13 @@
 """TELEPHONY_PROVIDER=simulator: a simulated callee answers over the real websocket."""
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from models.call_job import CallJob
 from models.context import ContextInstance
 from models.log_config import get_logger
 from models.settings import Settings
-from services.dialer import DialResult
+from services.dialer import DialResult, dial_failure_reason
 from services.stream_credential import stream_parameters, ws_url
 from simulator.callee import SimulatedCaller
 from simulator.caller_scripts import caller_script
@@ -15,16 +16,30 @@ log = get_logger(__name__)
 
 
 class SimulatorDialer:
-    def __init__(self, settings: Settings, scenario: str = "happy") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        scenario: str = "happy",
+        *,
+        callee_ws_url: Callable[[], str | None] | None = None,
+        on_unanswered: Callable[[str, str], Awaitable[None]] | None = None,
+    ) -> None:
         self._settings = settings
         self.scenario = scenario
+        self._callee_ws_url = callee_ws_url
+        # Told (call id, reason) whenever a simulated callee is done; it fails the call only when no
+        # stream was ever admitted for it (the callee could not connect, or was refused).
+        self._on_unanswered = on_unanswered
         self._calls: set[asyncio.Task] = set()
+
+    def callee_ws_url(self) -> str:
+        # The callee runs in this process: it dials where this server listens, whatever PUBLIC_BASE_URL says.
+        learned = self._callee_ws_url() if self._callee_ws_url else None
+        return self._settings.simulator_ws_url or learned or ws_url(self._settings)
 
     async def dial(self, job: CallJob, context: ContextInstance) -> DialResult:
         params = stream_parameters(self._settings, job.id)
-        caller = SimulatedCaller(
-            ws_url(self._settings), params["call_id"], params["token"], caller_script(self.scenario, context)
-        )
+        caller = SimulatedCaller(self.callee_ws_url(), params["call_id"], params["token"], caller_script(self.scenario, context))
         task = asyncio.create_task(self._answer(caller))
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
@@ -35,8 +50,15 @@ class SimulatorDialer:
         try:
             report = await caller.run()
             log.info("simulated_call_finished", call_id=caller.call_id, hung_up_by=report.hung_up_by)
+            reason = f"the media stream closed before the call started (close code {report.close_code}: {report.close_reason or 'no reason'})"
         except Exception as exc:
             log.error("simulated_call_failed", call_id=caller.call_id, error=repr(exc))
+            reason = f"the simulated callee could not reach {caller.ws_url}: {dial_failure_reason(exc)}"
+        if self._on_unanswered is not None:
+            try:
+                await self._on_unanswered(caller.call_id, reason)
+            except Exception:
+                log.exception("dial_failure_not_recorded", call_id=caller.call_id)
 
     async def aclose(self) -> None:
         for task in list(self._calls):

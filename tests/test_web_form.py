@@ -11,19 +11,7 @@ from pathlib import Path
 import pytest
 
 from scripts.local_server import running_server
-from tests.support import server_env
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.support import CHROMIUM, CHROMIUM_ARGS, fill_form, server_env
 
 
 @pytest.fixture(scope="module")
@@ -51,19 +39,6 @@ def page():
             yield tab
         finally:
             browser.close()
-
-
-def fill_form(page, phone: str) -> None:
-    page.fill("#phone", phone)
-    page.fill("#name", "Alex")
-    page.fill("#product", "Brightside solar panels")
-    page.fill("#offer_pricing", "installation from 49 dollars a month, first month free")
-    page.select_option("#target", "sme")
-    page.select_option("#goal", "book_meeting")
-    page.select_option("#style", "friendly")
-    page.fill("#booking_link", "https://example.com/book/brightside")
-    page.fill("#constraints", "Do not promise installation dates.")
-    page.check("#consent")
 
 
 def test_form_places_a_call_and_follows_it_to_its_outcome(form_server, page, tmp_path):

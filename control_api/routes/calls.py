@@ -7,7 +7,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from sqlmodel import Session
 
 from control_api import metrics as control_metrics
-from control_api.deps import get_context_generator, get_db, get_dialer, get_settings, get_store
+from control_api.call_visibility import public_context, require_call_visible, require_context_visible
+from control_api.deps import get_context_generator, get_db, get_dialer, get_services, get_settings, get_store
+from control_api.dial_failures import DialFailed, record_dial_failure
 from control_api.outreach_gate import admit_call
 from control_api.security import guard_public_call_request
 from control_api.workspace_auth import OptionalWorkspaceKey
@@ -21,7 +23,8 @@ from models.session_store import SessionStore, SessionStoreUnavailable
 from models.settings import Settings
 from models.tables import Call
 from prompts.openai_context import ContextGenerator
-from services.dialer import Dialer
+from services import Services
+from services.dialer import Dialer, dial_failure_reason
 
 log = get_logger(__name__)
 router = APIRouter(tags=["calls"])
@@ -44,6 +47,7 @@ async def create_call(
     db: Annotated[Session, Depends(get_db)],
     contexts: Annotated[ContextGenerator, Depends(get_context_generator)],
     workspace_key: OptionalWorkspaceKey,
+    services: Annotated[Services, Depends(get_services)],
 ) -> CallCreated:
     # The outreach policy decides, and its decision is stored, before anything can be dialed;
     # a refusal raises OutreachRefused (422/429 with reason_code and next_allowed_at).
@@ -79,12 +83,10 @@ async def create_call(
         with control_metrics.STAGE_LATENCY.labels("dial").time():
             dialed = await dialer.dial(job, context)
     except Exception as exc:
-        log.error("dial_failed", call_id=str(job.id), error=type(exc).__name__)
-        job.status, job.error = CallStatus.FAILED, f"dial failed: {type(exc).__name__}"
-        await _record_dial_failure(store, db, job)
-        raise HTTPException(
-            status.HTTP_502_BAD_GATEWAY, detail=f"telephony provider refused the call ({type(exc).__name__})"
-        ) from None
+        reason = f"dial failed: {dial_failure_reason(exc)}"
+        log.error("dial_failed", call_id=str(job.id), error=reason)
+        await record_dial_failure(services, job, reason)
+        raise DialFailed(str(job.id), reason, status_url=str(request.url_for("get_call", call_id=str(job.id)))) from None
     if dialed.twilio_call_sid:
         job.twilio_call_sid = dialed.twilio_call_sid
         try:
@@ -116,26 +118,14 @@ async def create_call(
     )
 
 
-async def _record_dial_failure(store: SessionStore, db: Session, job: CallJob) -> None:
-    try:
-        await store.update_job(job)
-        await store.mark_inactive(job.id)
-        await store.release_phone(job.phone, job.id)
-    except SessionStoreUnavailable:
-        pass
-    record = db.get(Call, str(job.id))
-    if record is not None:
-        record.status, record.error = job.status, job.error
-        db.add(record)
-        db.commit()
-
-
 @router.get("/calls/{call_id}", response_model=CallStatusResponse, name="get_call")
 async def get_call(
     call_id: UUID,
     store: Annotated[SessionStore, Depends(get_store)],
     db: Annotated[Session, Depends(get_db)],
+    workspace_key: OptionalWorkspaceKey,
 ) -> CallStatusResponse:
+    require_call_visible(db, workspace_key, call_id)
     try:
         job = await store.load_job(call_id)
     except SessionStoreUnavailable:
@@ -150,11 +140,17 @@ async def get_call(
 
 
 @router.get("/contexts/{context_id}", response_model=ContextInstance, name="get_context")
-async def get_context(context_id: UUID, store: Annotated[SessionStore, Depends(get_store)]) -> ContextInstance:
+async def get_context(
+    context_id: UUID,
+    store: Annotated[SessionStore, Depends(get_store)],
+    db: Annotated[Session, Depends(get_db)],
+    workspace_key: OptionalWorkspaceKey,
+) -> ContextInstance:
+    require_context_visible(db, workspace_key, context_id)
     try:
         context = await store.load_context(context_id)
     except SessionStoreUnavailable:
         raise _store_down() from None
     if context is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"context {context_id} is unknown or has expired")
-    return context
+    return public_context(context)

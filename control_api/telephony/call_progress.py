@@ -9,9 +9,9 @@ update, released phone lock and after-call hooks, also when its context has alre
 
 from __future__ import annotations
 
-from after_call.outcome_writer import record_finished_call
+from after_call.outcome_writer import record_finished_call, record_without_conversation
 from after_call.telephony_verdicts import TERMINAL, TelephonyProgress, rank, reconcile, record_report
-from models.call_job import CallJob, utcnow
+from models.call_job import CallJob
 from models.enums import CallOutcome, CallStatus, EndReason
 from models.log_config import get_logger
 from models.tables import Call
@@ -40,19 +40,13 @@ async def finish_without_conversation(services: Services, job: CallJob, progress
     )
     # The context only adds the goal; when it has expired the stored row keeps what POST /calls wrote.
     context = await services.store.load_context(job.context_id)
-    record = Call(
-        id=str(job.id),
-        context_id=str(job.context_id),
-        phone=job.phone,
-        goal=context.goal if context else None,
-        status=CallStatus.FAILED if end_reason is EndReason.ERROR else CallStatus.COMPLETED,
+    record = record_without_conversation(
+        job,
         outcome=outcome,
         end_reason=end_reason,
         error=error,
-        twilio_call_sid=job.twilio_call_sid,
         telephony_status=progress.status,
-        created_at=job.created_at,
-        ended_at=utcnow(),
+        goal=context.goal if context else None,
     )
     log.info("call_ended_without_conversation", call_id=str(job.id), telephony_status=progress.status, outcome=outcome.value)
     return await record_finished_call(services, record, job)

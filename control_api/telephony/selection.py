@@ -1,11 +1,20 @@
 """Which telephony places the calls: chosen once, from the settings, in this one place."""
 
+from collections.abc import Awaitable, Callable
+
 from models.settings import Settings
 from services.dialer import Dialer
 from services.twilio_account import TwilioAccount
 
 
-def make_dialer(settings: Settings, twilio: TwilioAccount | None) -> Dialer:
+def make_dialer(
+    settings: Settings,
+    twilio: TwilioAccount | None,
+    *,
+    callee_ws_url: Callable[[], str | None] | None = None,
+    on_unanswered: Callable[[str, str], Awaitable[None]] | None = None,
+) -> Dialer:
+    """`callee_ws_url` and `on_unanswered` serve the simulator (see simulator/dialer.py)."""
     if settings.telephony_provider == "twilio":
         from control_api.telephony.twilio_dialer import TwilioDialer
 
@@ -18,4 +27,4 @@ def make_dialer(settings: Settings, twilio: TwilioAccount | None) -> Dialer:
         return ExternalStreamDialer(settings)
     from simulator.dialer import SimulatorDialer
 
-    return SimulatorDialer(settings)
+    return SimulatorDialer(settings, callee_ws_url=callee_ws_url, on_unanswered=on_unanswered)

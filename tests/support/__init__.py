@@ -296,3 +296,30 @@ def make_settings(db_url: str, **overrides) -> Settings:
 def services_for(settings: Settings, store: SessionStore, engine: sa.Engine, twilio: TwilioAccount | None = None) -> Services:
     """The process's services around a given store and engine, as a test builds them by hand."""
     return assemble_services(settings, store, engine, twilio, ExternalStreamDialer(settings))
+
+
+# Debian's chromium for the page tests (never a browser download); flags for a closed network.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def fill_form(page, phone: str) -> None:
+    page.fill("#phone", phone)
+    page.fill("#name", "Alex")
+    page.fill("#product", "Brightside solar panels")
+    page.fill("#offer_pricing", "installation from 49 dollars a month, first month free")
+    page.select_option("#target", "sme")
+    page.select_option("#goal", "book_meeting")
+    page.select_option("#style", "friendly")
+    page.fill("#booking_link", "https://example.com/book/brightside")
+    page.fill("#constraints", "Do not promise installation dates.")
+    page.check("#consent")

@@ -4,6 +4,7 @@ from pipecat.frames.frames import Frame, LLMContextFrame, LLMFullResponseEndFram
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
+from pipecat.services.settings import LLMSettings
 
 from voice_worker.call_session import CallSession
 
@@ -31,8 +32,30 @@ async def answer_with_rules(service: LLMService, session: CallSession, context: 
         await session.end_call(reply.end_outcome, reply.end_reason)
 
 
+def rule_agent_settings() -> LLMSettings:
+    """No model, no prompt, no sampling: every setting None, which pipecat 1.14 reads as "unsupported".
+
+    A service's settings must have every field given; one left NOT_GIVEN is logged as an ERROR
+    when the service starts, that is at the start of every call.
+    """
+    return LLMSettings(
+        model=None,
+        system_instruction=None,
+        temperature=None,
+        max_tokens=None,
+        top_p=None,
+        top_k=None,
+        frequency_penalty=None,
+        presence_penalty=None,
+        seed=None,
+        filter_incomplete_user_turns=False,
+        user_turn_completion_config=None,
+    )
+
+
 class RuleBasedLLMService(LLMService):
     def __init__(self, session: CallSession, **kwargs) -> None:
+        kwargs.setdefault("settings", rule_agent_settings())
         super().__init__(**kwargs)
         self._session = session
 
