@@ -172,4 +172,10 @@ EXPECTED_REPLIES: tuple[str, ...] = (
     "yes i confirm the order",
     "yes that sounds good",
     "no thank you",
+    # Inbound callers: what they need, their name.
+    "my kitchen sink is leaking",
+    "my boiler stopped working",
+    "i need someone to fix a leak",
+    "my name is alex",
+    "please call me back",
 )

@@ -91,6 +91,10 @@ class RuleBasedAgent:
             return self._handle_objection(intent)
 
         if self.phase is Phase.OPENING:
+            if self.context.opening_question:
+                # The greeting asked (an inbound call's "what can I help you with?"): this is the answer.
+                self.answers[self.context.opening_question] = caller_text.strip()
+                return self._ask_next_question(ack="Thank you.")
             return self._ask_next_question(ack="Great.")
         if self.phase is Phase.QUESTIONS and self._question_index < len(self.context.qualification_questions):
             question = self.context.qualification_questions[self._question_index]
@@ -113,8 +117,11 @@ class RuleBasedAgent:
             return CallOutcome.NO_ANSWER
         if self.context.goal is CallGoal.COLLECT_INFO and self.answers:
             return CallOutcome.INFO_COLLECTED
-        if self.context.qualification_questions and len(self.answers) == len(self.context.qualification_questions):
+        questions = self.context.qualification_questions
+        if questions and all(question in self.answers for question in questions):
             return CallOutcome.QUALIFIED
+        if self.context.opening_question and self.answers:
+            return CallOutcome.INFO_COLLECTED  # an inbound caller who told us what they need
         return CallOutcome.NOT_INTERESTED
 
     # --- steps ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ router = APIRouter(tags=["numbers"])
 Db = Annotated[Session, Depends(get_db)]
 VOICE_WEBHOOK_PATH = "/twilio/voice"
 SMS_WEBHOOK_PATH = "/twilio/sms"
-MESSAGE_STATUS_PATH = "/twilio/message-status"
+VOICE_STATUS_PATH = "/twilio/voice/status"
 
 
 def number_view(number: PhoneNumber, settings: Settings) -> PhoneNumberPublic:
@@ -35,7 +35,7 @@ def number_view(number: PhoneNumber, settings: Settings) -> PhoneNumberPublic:
         number,
         voice_webhook_url=base + VOICE_WEBHOOK_PATH,
         sms_webhook_url=base + SMS_WEBHOOK_PATH,
-        status_callback_url=base + MESSAGE_STATUS_PATH,
+        status_callback_url=base + VOICE_STATUS_PATH,
     )
 
 

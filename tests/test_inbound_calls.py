@@ -1,0 +1,306 @@
+"""Calls to a workspace's own number: TwiML answers, signature checks, the record, and the missed-call text-back.
+
+Twilio's posts are signed with the real RequestValidator against PUBLIC_BASE_URL (as Twilio signs
+the URL it was given); texts go out through the real twilio client to the REST emulator.
+"""
+
+import itertools
+import xml.etree.ElementTree as ET
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+from twilio.request_validator import RequestValidator
+
+from control_api.main import create_app
+from models.domain import ChatMessage, Lead
+from models.enums import CallDirection, CallOutcome, CallStatus, DeliveryStatus, EndReason, LeadStage
+from models.tables import Call
+from services.stream_credential import stream_token
+from tests.support import TWILIO_FROM_NUMBER, make_settings
+
+# Where Twilio is told this service is; port 9 (discard) refuses at once, so the emulator's own
+# delivery callbacks to it fail fast on loopback while the tests post the callbacks themselves.
+PUBLIC = "http://127.0.0.1:9"
+BUSINESS_NUMBER = "+14155550170"
+BUSINESS_OWN_PHONE = "+14155550171"
+# The emulator lives for the module: each test calls from its own number, so it sees only its texts.
+CALLERS = (f"+141555503{n:02d}" for n in itertools.count())
+ALWAYS_OPEN = {
+    day: {"open": "00:00", "close": "24:00", "enabled": True}
+    for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+}
+ALWAYS_CLOSED = {day: {"enabled": False} for day in ALWAYS_OPEN}
+
+
+@pytest.fixture()
+def inbound(tmp_path, monkeypatch, twilio_emulator):
+    monkeypatch.chdir(tmp_path)  # the outcome spool is relative to the working directory
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'inbound.db'}",
+        public_base_url=PUBLIC,
+        twilio_from_number=TWILIO_FROM_NUMBER,
+        **{name.lower(): value for name, value in twilio_emulator.env().items()},
+    )
+    with TestClient(create_app(settings)) as client:
+        yield Inbound(client, twilio_emulator.emulator)
+
+
+class Inbound:
+    def __init__(self, client: TestClient, emulator) -> None:
+        self.client = client
+        self.emulator = emulator
+        self.sids = iter(range(10_000))
+        self.caller = next(CALLERS)
+
+    @property
+    def engine(self):
+        return self.client.app.state.services.engine
+
+    def business(self, hours: dict, forward_to: str | None = BUSINESS_OWN_PHONE, **settings) -> dict[str, str]:
+        created = self.client.post("/workspaces", json={"name": "Acme Plumbing"})
+        workspace_id, key = created.json()["workspace"]["id"], {"Authorization": f"Bearer {created.json()['api_key']}"}
+        answer = self.client.patch(
+            f"/workspaces/{workspace_id}/business-settings",
+            json={"business_hours": hours, "trade": "plumbing", **settings},
+            headers=key,
+        )
+        assert answer.status_code == 200, answer.text
+        number = {"phone_number": BUSINESS_NUMBER, **({"forward_to": forward_to} if forward_to else {})}
+        assert self.client.post(f"/workspaces/{workspace_id}/numbers", json=number, headers=key).status_code == 201
+        return key
+
+    def call_params(self, **extra: str) -> dict[str, str]:
+        return {
+            "AccountSid": self.emulator.account_sid,
+            "CallSid": f"CA{next(self.sids):032x}",
+            "From": self.caller,
+            "To": BUSINESS_NUMBER,
+            "CallStatus": "ringing",
+            "Direction": "inbound",
+            "FromCity": "SAN FRANCISCO",
+            "FromState": "CA",
+            "FromCountry": "US",
+            **extra,
+        }
+
+    def post(self, path_and_query: str, params: dict[str, str], token: str | None = None, sign_url: str | None = None):
+        signature = RequestValidator(token or self.emulator.auth_token).compute_signature(
+            sign_url or PUBLIC + path_and_query, params
+        )
+        return self.client.post(path_and_query, data=params, headers={"X-Twilio-Signature": signature})
+
+    def call_row(self, call_sid: str) -> Call:
+        with Session(self.engine) as db:
+            return db.exec(select(Call).where(Call.twilio_call_sid == call_sid)).one()
+
+    def sms_thread(self, phone: str | None = None) -> list[ChatMessage]:
+        with Session(self.engine) as db:
+            lead = db.exec(select(Lead).where(Lead.phone == (phone or self.caller))).one()
+            return list(db.exec(select(ChatMessage).where(ChatMessage.lead_id == lead.id)).all())
+
+    def lead(self, phone: str | None = None) -> Lead:
+        with Session(self.engine) as db:
+            return db.exec(select(Lead).where(Lead.phone == (phone or self.caller))).one()
+
+    def texts_to(self, phone: str | None = None) -> list[dict]:
+        return [m for m in self.emulator.messages() if m["to"] == (phone or self.caller)]
+
+
+def twiml(answer) -> ET.Element:
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/xml")
+    root = ET.fromstring(answer.text)
+    assert root.tag == "Response"
+    return root
+
+
+def stream_of(root: ET.Element) -> tuple[str, dict[str, str]]:
+    stream = root.find("./Connect/Stream")
+    assert stream is not None, ET.tostring(root)
+    return stream.get("url"), {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+
+
+def test_outside_business_hours_the_agent_answers_with_the_outbound_calls_stream_credential(inbound):
+    inbound.business(ALWAYS_CLOSED)
+    params = inbound.call_params()
+
+    root = twiml(inbound.post("/twilio/voice", params))
+
+    url, stream_params = stream_of(root)
+    assert url == "ws://127.0.0.1:9/ws"
+    call = inbound.call_row(params["CallSid"])
+    assert stream_params == {"call_id": call.id, "token": stream_token(call.id, "test-secret")}
+    assert (call.direction, call.status, call.phone, call.business_phone) == (
+        CallDirection.INBOUND,
+        CallStatus.PENDING,
+        inbound.caller,
+        BUSINESS_NUMBER,
+    )
+    assert (call.caller_city, call.caller_state, call.caller_country) == ("SAN FRANCISCO", "CA", "US")
+    assert call.started_at is not None and call.lead_id == inbound.lead().id
+    context = inbound.client.get(f"/contexts/{call.context_id}")
+    assert context.status_code == 200
+    assert "plumbing" in context.json()["opening_line"] and context.json()["opening_question"] == "caller need"
+
+
+def test_a_number_without_forward_to_is_answered_by_the_agent_even_in_business_hours(inbound):
+    inbound.business(ALWAYS_OPEN, forward_to=None)
+
+    root = twiml(inbound.post("/twilio/voice", inbound.call_params()))
+
+    assert root.find("./Connect/Stream") is not None and root.find("./Dial") is None
+
+
+def test_within_business_hours_the_business_phone_rings_first_then_the_agent_takes_an_unanswered_call(inbound):
+    inbound.business(ALWAYS_OPEN)
+    params = inbound.call_params()
+
+    dial = twiml(inbound.post("/twilio/voice", params)).find("./Dial")
+
+    assert dial is not None and dial.find("Number").text == BUSINESS_OWN_PHONE
+    assert dial.get("timeout") == "20" and dial.get("method") == "POST"
+    action = urlsplit(dial.get("action"))
+    call_id = parse_qs(action.query)["call_id"][0]
+    assert f"{action.scheme}://{action.netloc}{action.path}" == f"{PUBLIC}/twilio/voice/dial-result"
+
+    result = {**params, "DialCallStatus": "no-answer", "CallStatus": "in-progress"}
+    root = twiml(inbound.post(f"/twilio/voice/dial-result?call_id={call_id}", result))
+
+    assert stream_of(root)[1]["call_id"] == call_id
+    # Twilio retrying the voice webhook now must not ring the business a second time.
+    assert twiml(inbound.post("/twilio/voice", params)).find("./Dial") is None
+
+
+def test_a_call_the_business_answers_is_recorded_without_an_agent_outcome_or_text(inbound):
+    inbound.business(ALWAYS_OPEN)
+    params = inbound.call_params()
+    call_id = parse_qs(urlsplit(twiml(inbound.post("/twilio/voice", params)).find("./Dial").get("action")).query)["call_id"][0]
+
+    answer = inbound.post(
+        f"/twilio/voice/dial-result?call_id={call_id}",
+        {**params, "DialCallStatus": "completed", "DialCallDuration": "42", "CallStatus": "in-progress"},
+    )
+
+    assert twiml(answer).find("Hangup") is not None
+    call = inbound.call_row(params["CallSid"])
+    assert (call.status, call.outcome, call.telephony_status, call.duration_seconds) == (
+        CallStatus.COMPLETED,
+        None,
+        "forwarded",
+        42,
+    )
+    assert call.direction is CallDirection.INBOUND  # kept from the row written when the call came in
+    assert inbound.texts_to() == []
+
+
+def test_forged_and_replayed_voice_webhooks_are_refused(inbound):
+    inbound.business(ALWAYS_CLOSED)
+    params = inbound.call_params()
+    signature = RequestValidator(inbound.emulator.auth_token).compute_signature(PUBLIC + "/twilio/voice", params)
+
+    forged = inbound.post("/twilio/voice", params, token="not-the-auth-token")
+    unsigned = inbound.client.post("/twilio/voice", data=params)
+    other_caller = inbound.client.post(
+        "/twilio/voice", data={**params, "From": "+14155550199"}, headers={"X-Twilio-Signature": signature}
+    )
+    other_url = inbound.client.post(
+        "/twilio/voice/status", data={**params, "CallStatus": "completed"}, headers={"X-Twilio-Signature": signature}
+    )
+
+    assert [r.status_code for r in (forged, unsigned, other_caller, other_url)] == [403, 403, 403, 403]
+    with Session(inbound.engine) as db:
+        assert db.exec(select(Call)).all() == []
+
+
+def test_twilio_retrying_the_same_call_gets_the_same_call_not_a_second_one(inbound):
+    inbound.business(ALWAYS_CLOSED)
+    params = inbound.call_params()
+
+    first = stream_of(twiml(inbound.post("/twilio/voice", params)))[1]
+    again = stream_of(twiml(inbound.post("/twilio/voice", params)))[1]
+
+    assert first == again
+    with Session(inbound.engine) as db:
+        assert len(db.exec(select(Call)).all()) == 1
+
+
+def test_a_call_to_a_number_nobody_registered_is_not_found(inbound):
+    inbound.business(ALWAYS_CLOSED)
+
+    answer = inbound.post("/twilio/voice", inbound.call_params(To="+14155550111"))
+
+    assert answer.status_code == 404 and "+14155550111" not in answer.text
+
+
+def test_a_caller_who_hangs_up_while_the_business_rings_gets_the_auto_response_once(inbound):
+    inbound.business(ALWAYS_OPEN, auto_response_message="Sorry we missed you at Acme! What do you need?")
+    params = inbound.call_params()
+    call_id = parse_qs(urlsplit(twiml(inbound.post("/twilio/voice", params)).find("./Dial").get("action")).query)["call_id"][0]
+    hung_up = {**params, "DialCallStatus": "canceled", "CallStatus": "completed", "CallDuration": "7"}
+
+    inbound.post(f"/twilio/voice/dial-result?call_id={call_id}", hung_up)
+    inbound.post(f"/twilio/voice/dial-result?call_id={call_id}", hung_up)  # Twilio's retry
+    inbound.post("/twilio/voice/status", {**params, "CallStatus": "completed"})
+
+    texts = inbound.texts_to()
+    assert [(t["from"], t["body"]) for t in texts] == [(BUSINESS_NUMBER, "Sorry we missed you at Acme! What do you need?")]
+    call = inbound.call_row(params["CallSid"])
+    assert (call.outcome, call.end_reason, call.sms_sent, call.duration_seconds) == (
+        CallOutcome.NO_ANSWER,
+        EndReason.CALLER_HUNG_UP,
+        True,
+        7,
+    )
+    [message] = inbound.sms_thread()
+    assert (message.content, message.external_message_id) == ("Sorry we missed you at Acme! What do you need?", texts[0]["sid"])
+    assert message.message_metadata["kind"] == "missed_call_textback"
+    assert inbound.lead().stage is LeadStage.CONTACTED
+
+
+def test_a_caller_who_hangs_up_before_the_agent_picks_up_is_a_missed_call(inbound):
+    inbound.business(ALWAYS_CLOSED)
+    params = inbound.call_params()
+    twiml(inbound.post("/twilio/voice", params))
+
+    status = inbound.post("/twilio/voice/status", {**params, "CallStatus": "completed", "CallDuration": "3"})
+
+    assert status.status_code == 200 and status.json()["missed"] is True
+    assert [t["body"] for t in inbound.texts_to()] == ["Hi! Sorry we missed your call. How can we help?"]
+    assert inbound.call_row(params["CallSid"]).status is CallStatus.COMPLETED
+
+
+def test_no_text_back_when_the_business_turned_auto_response_off(inbound):
+    inbound.business(ALWAYS_CLOSED, auto_response_enabled=False)
+    params = inbound.call_params()
+    twiml(inbound.post("/twilio/voice", params))
+
+    inbound.post("/twilio/voice/status", {**params, "CallStatus": "completed"})
+
+    assert inbound.texts_to() == []
+    assert inbound.call_row(params["CallSid"]).outcome is CallOutcome.NO_ANSWER
+
+
+def test_the_text_backs_delivery_status_follows_twilios_callbacks(inbound):
+    inbound.business(ALWAYS_CLOSED)
+    params = inbound.call_params()
+    twiml(inbound.post("/twilio/voice", params))
+    inbound.post("/twilio/voice/status", {**params, "CallStatus": "completed"})
+    [text] = inbound.texts_to()
+
+    delivered = {
+        "AccountSid": inbound.emulator.account_sid,
+        "MessageSid": text["sid"],
+        "MessageStatus": "delivered",
+        "To": inbound.caller,
+        "From": BUSINESS_NUMBER,
+    }
+    answer = inbound.post("/twilio/message-status", delivered)
+
+    assert answer.status_code == 200, answer.text
+    [message] = inbound.sms_thread()
+    assert message.delivery_status is DeliveryStatus.DELIVERED and message.delivered_at is not None
+    forged = inbound.post("/twilio/message-status", {**delivered, "MessageStatus": "failed"}, token="forged")
+    assert forged.status_code == 403
+    assert inbound.sms_thread()[0].delivery_status is DeliveryStatus.DELIVERED
