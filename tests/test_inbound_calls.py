@@ -4,21 +4,26 @@ Twilio's posts are signed with the real RequestValidator against PUBLIC_BASE_URL
 the URL it was given); texts go out through the real twilio client to the REST emulator.
 """
 
+import asyncio
 import itertools
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 from twilio.request_validator import RequestValidator
 
 from control_api.main import create_app
+from models.database import make_engine
 from models.domain import ChatMessage, Lead
 from models.enums import CallDirection, CallOutcome, CallStatus, DeliveryStatus, EndReason, LeadStage
 from models.tables import Call
 from services.stream_credential import stream_token
-from tests.support import TWILIO_FROM_NUMBER, make_settings
+from simulator.callee import SimulatedCaller
+from simulator.caller_scripts import CallerLine
+from tests.support import TWILIO_FROM_NUMBER, make_settings, serving
 
 # Where Twilio is told this service is; port 9 (discard) refuses at once, so the emulator's own
 # delivery callbacks to it fail fast on loopback while the tests post the callbacks themselves.
@@ -304,3 +309,68 @@ def test_the_text_backs_delivery_status_follows_twilios_callbacks(inbound):
     forged = inbound.post("/twilio/message-status", {**delivered, "MessageStatus": "failed"}, token="forged")
     assert forged.status_code == 403
     assert inbound.sms_thread()[0].delivery_status is DeliveryStatus.DELIVERED
+
+
+async def test_the_agent_answers_an_inbound_caller_over_ws_and_books_a_visit(tmp_path, monkeypatch, twilio_emulator):
+    monkeypatch.chdir(tmp_path)
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'inbound-e2e.db'}",
+        public_base_url=PUBLIC,
+        twilio_from_number=TWILIO_FROM_NUMBER,
+        silence_timeout_seconds=3,
+        **{name.lower(): value for name, value in twilio_emulator.env().items()},
+    )
+    caller = next(CALLERS)
+    with serving(create_app(settings)) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            created = (await http.post("/workspaces", json={"name": "Acme Plumbing"})).json()
+            key = {"Authorization": f"Bearer {created['api_key']}"}
+            workspace_id = created["workspace"]["id"]
+            await http.patch(
+                f"/workspaces/{workspace_id}/business-settings",
+                json={"business_hours": ALWAYS_CLOSED, "trade": "plumbing"},
+                headers=key,
+            )
+            await http.post(f"/workspaces/{workspace_id}/numbers", json={"phone_number": BUSINESS_NUMBER}, headers=key)
+            params = {
+                "AccountSid": twilio_emulator.emulator.account_sid,
+                "CallSid": "CA" + "e2e".ljust(32, "0"),
+                "From": caller,
+                "To": BUSINESS_NUMBER,
+                "CallStatus": "ringing",
+                "FromCity": "OAKLAND",
+            }
+            signature = RequestValidator(twilio_emulator.emulator.auth_token).compute_signature(PUBLIC + "/twilio/voice", params)
+            answer = await http.post("/twilio/voice", data=params, headers={"X-Twilio-Signature": signature})
+            _, stream = stream_of(twiml(answer))
+
+            lines = [
+                CallerLine("my kitchen sink is leaking"),
+                CallerLine("my name is alex"),
+                CallerLine("tuesday at three pm works for me"),
+            ]
+            report = await SimulatedCaller(
+                base_url.replace("http", "ws", 1) + "/ws", stream["call_id"], stream["token"], lines, call_sid=params["CallSid"]
+            ).run()
+
+            for _ in range(100):  # the outcome is written right after the stream closes
+                call = (await http.get(f"/calls/{stream['call_id']}", headers=key)).json()
+                if call.get("status") in ("completed", "failed"):
+                    break
+                await asyncio.sleep(0.1)
+
+    assert report.hung_up_by == "agent"
+    assert (call["status"], call["outcome"]) == ("completed", "meeting_booked")
+    agent_lines = [e["text"] for e in call["transcript"] if e["role"] == "agent"]
+    assert "plumbing" in agent_lines[0]  # the greeting template, with the workspace's trade
+    assert any("name" in line for line in agent_lines)
+    assert set(call["answers"]) >= {"caller need", "May I have your name, please?", "meeting_time"}
+    assert "tuesday" in call["answers"]["meeting_time"]
+    with Session(make_engine(settings.database_url)) as db:
+        row = db.get(Call, stream["call_id"])
+        assert (row.direction, row.caller_city, row.business_phone) == (CallDirection.INBOUND, "OAKLAND", BUSINESS_NUMBER)
+        assert row.duration_seconds and row.duration_seconds > 0
+        lead = db.get(Lead, row.lead_id)
+        assert lead.stage is LeadStage.OUTCOME_APPOINTMENT
+    # Not a missed call: nobody gets the auto-response.
+    assert [m for m in twilio_emulator.emulator.messages() if m["to"] == caller] == []
