@@ -22,9 +22,9 @@ from twilio.base.exceptions import TwilioRestException
 from after_call import metrics
 from models.call_job import utcnow
 from models.call_request import mask_phone
-from models.conversation_history import new_message, thread_for
+from models.conversation_history import record_outgoing_text
 from models.domain import Lead, Workspace
-from models.enums import CallDirection, CallOutcome, Channel, DeliveryStatus, LeadStage
+from models.enums import CallDirection, CallOutcome, LeadStage
 from models.log_config import get_logger
 from models.session_store import SessionStoreUnavailable
 from models.tables import Call
@@ -78,18 +78,7 @@ def _store_text(services: Services, call_id: str, body: str, message_sid: str) -
             return
         now = utcnow()
         call.sms_sent = True
-        thread = thread_for(db, lead, Channel.SMS)
-        db.add(
-            new_message(
-                thread,
-                {"role": "assistant", "content": body},
-                delivery_status=DeliveryStatus.QUEUED,
-                external_message_id=message_sid,
-                external_platform="twilio",
-                sent_at=now,
-                message_metadata={"kind": TEXTBACK_KIND, "call_id": call_id},
-            )
-        )
+        record_outgoing_text(db, lead, body, message_sid, message_metadata={"step": TEXTBACK_KIND, "call_id": call_id})
         if lead.stage is LeadStage.NEW:
             lead.stage = LeadStage.CONTACTED
         lead.updated_at = now

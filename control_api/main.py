@@ -20,6 +20,7 @@ from control_api.routes import (
     calls,
     form,
     health,
+    lead_conversations,
     leads,
     numbers,
     strategies,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(strategies.router)
     app.include_router(leads.router)
     app.include_router(numbers.router)
+    app.include_router(lead_conversations.router)
     app.add_exception_handler(OutreachRefused, outreach_refused_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(DialFailed, dial_failed_handler)

@@ -188,6 +188,9 @@ class Lead(SQLModel, table=True):
     last_followup_review_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    # When a person took the conversation over (stage TAKE_OVER); with the workspace's
+    # ai_takeover_delay_seconds it decides when the agent answers again.
+    taken_over_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class ConversationThread(SQLModel, table=True):

@@ -119,6 +119,8 @@ class SenderType(StrEnum):
     AGENT = "agent"
     LEAD = "lead"
     SYSTEM = "system"
+    # A person at the business who took the conversation over.
+    HUMAN = "human"
 
 
 class MessageRole(StrEnum):

@@ -5,126 +5,33 @@ the URL it was given); texts go out through the real twilio client to the REST e
 """
 
 import asyncio
-import itertools
-import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
-from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 from twilio.request_validator import RequestValidator
 
 from control_api.main import create_app
 from models.database import make_engine
-from models.domain import ChatMessage, Lead
+from models.domain import Lead
 from models.enums import CallDirection, CallOutcome, CallStatus, DeliveryStatus, EndReason, LeadStage
 from models.tables import Call
 from services.stream_credential import stream_token
 from simulator.callee import SimulatedCaller
 from simulator.caller_scripts import CallerLine
-from tests.support import TWILIO_FROM_NUMBER, make_settings, serving
-
-# Where Twilio is told this service is; port 9 (discard) refuses at once, so the emulator's own
-# delivery callbacks to it fail fast on loopback while the tests post the callbacks themselves.
-PUBLIC = "http://127.0.0.1:9"
-BUSINESS_NUMBER = "+14155550170"
-BUSINESS_OWN_PHONE = "+14155550171"
-# The emulator lives for the module: each test calls from its own number, so it sees only its texts.
-CALLERS = (f"+141555503{n:02d}" for n in itertools.count())
-ALWAYS_OPEN = {
-    day: {"open": "00:00", "close": "24:00", "enabled": True}
-    for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-}
-ALWAYS_CLOSED = {day: {"enabled": False} for day in ALWAYS_OPEN}
-
-
-@pytest.fixture()
-def inbound(tmp_path, monkeypatch, twilio_emulator):
-    monkeypatch.chdir(tmp_path)  # the outcome spool is relative to the working directory
-    settings = make_settings(
-        f"sqlite:///{tmp_path / 'inbound.db'}",
-        public_base_url=PUBLIC,
-        twilio_from_number=TWILIO_FROM_NUMBER,
-        **{name.lower(): value for name, value in twilio_emulator.env().items()},
-    )
-    with TestClient(create_app(settings)) as client:
-        yield Inbound(client, twilio_emulator.emulator)
-
-
-class Inbound:
-    def __init__(self, client: TestClient, emulator) -> None:
-        self.client = client
-        self.emulator = emulator
-        self.sids = iter(range(10_000))
-        self.caller = next(CALLERS)
-
-    @property
-    def engine(self):
-        return self.client.app.state.services.engine
-
-    def business(self, hours: dict, forward_to: str | None = BUSINESS_OWN_PHONE, **settings) -> dict[str, str]:
-        created = self.client.post("/workspaces", json={"name": "Acme Plumbing"})
-        workspace_id, key = created.json()["workspace"]["id"], {"Authorization": f"Bearer {created.json()['api_key']}"}
-        answer = self.client.patch(
-            f"/workspaces/{workspace_id}/business-settings",
-            json={"business_hours": hours, "trade": "plumbing", **settings},
-            headers=key,
-        )
-        assert answer.status_code == 200, answer.text
-        number = {"phone_number": BUSINESS_NUMBER, **({"forward_to": forward_to} if forward_to else {})}
-        assert self.client.post(f"/workspaces/{workspace_id}/numbers", json=number, headers=key).status_code == 201
-        return key
-
-    def call_params(self, **extra: str) -> dict[str, str]:
-        return {
-            "AccountSid": self.emulator.account_sid,
-            "CallSid": f"CA{next(self.sids):032x}",
-            "From": self.caller,
-            "To": BUSINESS_NUMBER,
-            "CallStatus": "ringing",
-            "Direction": "inbound",
-            "FromCity": "SAN FRANCISCO",
-            "FromState": "CA",
-            "FromCountry": "US",
-            **extra,
-        }
-
-    def post(self, path_and_query: str, params: dict[str, str], token: str | None = None, sign_url: str | None = None):
-        signature = RequestValidator(token or self.emulator.auth_token).compute_signature(
-            sign_url or PUBLIC + path_and_query, params
-        )
-        return self.client.post(path_and_query, data=params, headers={"X-Twilio-Signature": signature})
-
-    def call_row(self, call_sid: str) -> Call:
-        with Session(self.engine) as db:
-            return db.exec(select(Call).where(Call.twilio_call_sid == call_sid)).one()
-
-    def sms_thread(self, phone: str | None = None) -> list[ChatMessage]:
-        with Session(self.engine) as db:
-            lead = db.exec(select(Lead).where(Lead.phone == (phone or self.caller))).one()
-            return list(db.exec(select(ChatMessage).where(ChatMessage.lead_id == lead.id)).all())
-
-    def lead(self, phone: str | None = None) -> Lead:
-        with Session(self.engine) as db:
-            return db.exec(select(Lead).where(Lead.phone == (phone or self.caller))).one()
-
-    def texts_to(self, phone: str | None = None) -> list[dict]:
-        return [m for m in self.emulator.messages() if m["to"] == (phone or self.caller)]
-
-
-def twiml(answer) -> ET.Element:
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["content-type"].startswith("application/xml")
-    root = ET.fromstring(answer.text)
-    assert root.tag == "Response"
-    return root
-
-
-def stream_of(root: ET.Element) -> tuple[str, dict[str, str]]:
-    stream = root.find("./Connect/Stream")
-    assert stream is not None, ET.tostring(root)
-    return stream.get("url"), {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+from tests.support import (
+    ALWAYS_CLOSED,
+    ALWAYS_OPEN,
+    BUSINESS_NUMBER,
+    BUSINESS_OWN_PHONE,
+    INBOUND_CALLERS,
+    INBOUND_PUBLIC_URL,
+    TWILIO_FROM_NUMBER,
+    make_settings,
+    serving,
+    stream_of,
+    twiml,
+)
 
 
 def test_outside_business_hours_the_agent_answers_with_the_outbound_calls_stream_credential(inbound):
@@ -168,7 +75,7 @@ def test_within_business_hours_the_business_phone_rings_first_then_the_agent_tak
     assert dial.get("timeout") == "20" and dial.get("method") == "POST"
     action = urlsplit(dial.get("action"))
     call_id = parse_qs(action.query)["call_id"][0]
-    assert f"{action.scheme}://{action.netloc}{action.path}" == f"{PUBLIC}/twilio/voice/dial-result"
+    assert f"{action.scheme}://{action.netloc}{action.path}" == f"{INBOUND_PUBLIC_URL}/twilio/voice/dial-result"
 
     result = {**params, "DialCallStatus": "no-answer", "CallStatus": "in-progress"}
     root = twiml(inbound.post(f"/twilio/voice/dial-result?call_id={call_id}", result))
@@ -203,7 +110,7 @@ def test_a_call_the_business_answers_is_recorded_without_an_agent_outcome_or_tex
 def test_forged_and_replayed_voice_webhooks_are_refused(inbound):
     inbound.business(ALWAYS_CLOSED)
     params = inbound.call_params()
-    signature = RequestValidator(inbound.emulator.auth_token).compute_signature(PUBLIC + "/twilio/voice", params)
+    signature = RequestValidator(inbound.emulator.auth_token).compute_signature(INBOUND_PUBLIC_URL + "/twilio/voice", params)
 
     forged = inbound.post("/twilio/voice", params, token="not-the-auth-token")
     unsigned = inbound.client.post("/twilio/voice", data=params)
@@ -260,7 +167,7 @@ def test_a_caller_who_hangs_up_while_the_business_rings_gets_the_auto_response_o
     )
     [message] = inbound.sms_thread()
     assert (message.content, message.external_message_id) == ("Sorry we missed you at Acme! What do you need?", texts[0]["sid"])
-    assert message.message_metadata["kind"] == "missed_call_textback"
+    assert message.message_metadata["step"] == "missed_call_textback"
     assert inbound.lead().stage is LeadStage.CONTACTED
 
 
@@ -315,12 +222,12 @@ async def test_the_agent_answers_an_inbound_caller_over_ws_and_books_a_visit(tmp
     monkeypatch.chdir(tmp_path)
     settings = make_settings(
         f"sqlite:///{tmp_path / 'inbound-e2e.db'}",
-        public_base_url=PUBLIC,
+        public_base_url=INBOUND_PUBLIC_URL,
         twilio_from_number=TWILIO_FROM_NUMBER,
         silence_timeout_seconds=3,
         **{name.lower(): value for name, value in twilio_emulator.env().items()},
     )
-    caller = next(CALLERS)
+    caller = next(INBOUND_CALLERS)
     with serving(create_app(settings)) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             created = (await http.post("/workspaces", json={"name": "Acme Plumbing"})).json()
@@ -340,7 +247,9 @@ async def test_the_agent_answers_an_inbound_caller_over_ws_and_books_a_visit(tmp
                 "CallStatus": "ringing",
                 "FromCity": "OAKLAND",
             }
-            signature = RequestValidator(twilio_emulator.emulator.auth_token).compute_signature(PUBLIC + "/twilio/voice", params)
+            signature = RequestValidator(twilio_emulator.emulator.auth_token).compute_signature(
+                INBOUND_PUBLIC_URL + "/twilio/voice", params
+            )
             answer = await http.post("/twilio/voice", data=params, headers={"X-Twilio-Signature": signature})
             _, stream = stream_of(twiml(answer))
 

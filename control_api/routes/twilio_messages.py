@@ -1,4 +1,4 @@
-"""Texts through Twilio: delivery reports for the texts we sent (POST /twilio/message-status), signature checked.
+"""Texts through Twilio: incoming texts (POST /twilio/sms) and delivery reports (POST /twilio/message-status), signature checked.
 
 A report only moves a message's status forward (queued -> sent -> delivered, or a failure), so a
 late or retried report never takes a delivered text back to `sent`.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from sqlmodel import Session, select
+from twilio.twiml.messaging_response import MessagingResponse
 
 from control_api.deps import get_services, get_settings
+from control_api.telephony.sms_conversation import TEXT_MAX, IncomingText, answer_text
 from control_api.telephony.twilio_signature import signed_form
 from models.call_job import utcnow
 from models.domain import ChatMessage
@@ -96,3 +98,29 @@ async def message_status(
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="MessageSid is not a text this service sent")
     log.info("message_status", message_sid=message_sid, twilio_status=twilio_status, stored=stored.value)
     return {"message_sid": message_sid, "delivery_status": stored.value}
+
+
+@router.post(
+    "/twilio/sms",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}, 403: {"description": "missing or wrong X-Twilio-Signature"}},
+)
+async def incoming_text(
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    services: Annotated[Services, Depends(get_services)],
+) -> Response:
+    """A text to one of the workspaces' numbers: stored, then answered (the reply goes out over REST)."""
+    form = await signed_form(request, settings)
+    for field in ("MessageSid", "From", "To"):
+        if not form.get(field):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{field} is required")
+    body = form.get("Body", "")
+    if len(body) > TEXT_MAX:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"Body is longer than {TEXT_MAX} characters")
+    text = IncomingText(message_sid=form["MessageSid"], sender=form["From"], number=form["To"], body=body)
+    reply = await answer_text(services, text)
+    response = MessagingResponse()
+    if reply is not None:  # no REST account to send it with: Twilio sends what the TwiML says
+        response.message(reply)
+    return Response(content=str(response), media_type="application/xml")

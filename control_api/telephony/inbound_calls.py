@@ -88,8 +88,10 @@ def number_called(db: Session, called: str) -> PhoneNumber | None:
     return number if number is not None and number.status is PhoneNumberStatus.ACTIVE else None
 
 
-def lead_for_caller(db: Session, workspace: Workspace, phone: str, now: datetime) -> Lead:
-    """The workspace's lead for this number, created on a first call (whoever calls in asked to be answered)."""
+def lead_for_caller(
+    db: Session, workspace: Workspace, phone: str, now: datetime, consent_source: str = INBOUND_CONSENT_SOURCE
+) -> Lead:
+    """The workspace's lead for this number, created on first contact (whoever calls or texts in asked to be answered)."""
     query = select(Lead).where(Lead.workspace_id == workspace.id, Lead.phone == phone)
     lead = db.exec(query).first()
     if lead is not None:
@@ -102,7 +104,7 @@ def lead_for_caller(db: Session, workspace: Workspace, phone: str, now: datetime
                 phone=phone,
                 consent=True,
                 consent_at=now,
-                consent_source=INBOUND_CONSENT_SOURCE,
+                consent_source=consent_source,
             )
             db.add(lead)
     except IntegrityError:

@@ -1,4 +1,4 @@
-"""Inbound side: the workspace's phone numbers and business settings, inbound calls, message moderation.
+"""Inbound side: the workspace's phone numbers and business settings, inbound calls, take-over, message moderation.
 
 Revision ID: 0003
 Revises: 0002
@@ -64,6 +64,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("caller_state", sa.String(50), nullable=True))
         batch.add_column(sa.Column("caller_country", sa.String(3), nullable=True))
 
+    with op.batch_alter_table("lead") as batch:
+        batch.add_column(sa.Column("taken_over_at", _when(), nullable=True))
+
     with op.batch_alter_table("chat_message") as batch:
         batch.add_column(sa.Column("is_flagged", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column("flagged_reason", sa.String(255), nullable=True))
@@ -74,6 +77,8 @@ def downgrade() -> None:
     with op.batch_alter_table("chat_message") as batch:
         for column in ("quality_score", "flagged_reason", "is_flagged"):
             batch.drop_column(column)
+    with op.batch_alter_table("lead") as batch:
+        batch.drop_column("taken_over_at")
     with op.batch_alter_table("call") as batch:
         for column in ("caller_country", "caller_state", "caller_city", "business_phone", "direction"):
             batch.drop_column(column)
