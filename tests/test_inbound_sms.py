@@ -1,11 +1,37 @@
 """Texts to a workspace's number: stored in the lead's SMS thread and answered, STOP and HELP, a person taking over."""
 
+from fastapi.testclient import TestClient
 from sqlmodel import Session, select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from models.domain import ChatMessage, Meeting
-from models.enums import DeliveryStatus, LeadStage, OptOutSource, SenderType
-from tests.support import ALWAYS_CLOSED, BUSINESS_NUMBER, INBOUND_PUBLIC_URL
+from after_call.sms_followup import send_followup
+from control_api.main import create_app
+from models.call_job import CallJob
+from models.call_request import CallRequest
+from models.database import init_db, make_engine
+from models.domain import ChatMessage, Lead, Meeting
+from models.enums import CallOutcome, CallStatus, DeliveryStatus, LeadStage, OptOutSource, SenderType
+from models.session_store import MemorySessionStore
+from models.settings import Settings
+from models.tables import Call
+from prompts.context_builder import build_context
+from services.twilio_account import TwilioAccount
+from tests.support import (
+    ALWAYS_CLOSED,
+    BOOK_MEETING_REQUEST,
+    BUSINESS_NUMBER,
+    INBOUND_CALLERS,
+    INBOUND_PUBLIC_URL,
+    TWILIO_FROM_NUMBER,
+    InboundTwilio,
+    make_settings,
+    services_for,
+    serving,
+)
 
 
 def replies(inbound) -> list[str]:
@@ -171,3 +197,119 @@ def test_the_replys_delivery_status_follows_twilios_callbacks(inbound):
     with Session(inbound.engine) as db:
         reply = db.exec(select(ChatMessage).where(ChatMessage.external_message_id == sent["sid"])).one()
         assert reply.delivery_status is DeliveryStatus.DELIVERED
+
+
+class FakeChatCompletions:
+    """OpenAI's chat completions endpoint on loopback: records each request, answers one short text."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.complete, methods=["POST"])])
+
+    async def complete(self, request: Request) -> JSONResponse:
+        self.requests.append(await request.json())
+        return JSONResponse(
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": 1_700_000_000,
+                "model": "gpt-test-sms",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Sorry about the leak! What's your name?"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 321, "completion_tokens": 12, "total_tokens": 333},
+            }
+        )
+
+
+def test_with_openai_configured_the_reply_is_written_from_the_whole_history_and_its_usage_recorded(
+    tmp_path, monkeypatch, twilio_emulator
+):
+    monkeypatch.chdir(tmp_path)
+    fake = FakeChatCompletions()
+    with serving(fake.app) as openai_url:
+        settings = make_settings(
+            f"sqlite:///{tmp_path / 'sms-openai.db'}",
+            public_base_url=INBOUND_PUBLIC_URL,
+            twilio_from_number=TWILIO_FROM_NUMBER,
+            openai_api_key="sk-test",
+            openai_base_url=f"{openai_url}/v1",
+            llm_provider="openai",
+            **{name.lower(): value for name, value in twilio_emulator.env().items()},
+        )
+        with TestClient(create_app(settings)) as client:
+            inbound = InboundTwilio(client, twilio_emulator.emulator)
+            inbound.business(ALWAYS_CLOSED)
+            inbound.text("my kitchen sink is leaking")
+            inbound.text("it's getting worse")
+
+    assert replies(inbound) == ["Sorry about the leak! What's your name?"] * 2
+    second = fake.requests[1]["messages"]
+    assert second[0]["role"] == "system" and "Acme Plumbing" in second[0]["content"]
+    assert [(m["role"], m["content"]) for m in second[1:]] == [
+        ("user", "my kitchen sink is leaking"),
+        ("assistant", "Sorry about the leak! What's your name?"),
+        ("user", "it's getting worse"),
+    ]
+    reply = [m for m in inbound.sms_thread() if m.sender_type is SenderType.AGENT][-1]
+    assert reply.model_used == "gpt-test-sms" and reply.response_time_ms is not None
+    assert reply.token_usage["total_tokens"] == 333
+
+
+async def test_the_follow_up_after_an_outbound_call_is_a_message_in_the_leads_sms_thread(tmp_path, twilio_emulator):
+    settings = Settings(
+        _env_file=None,
+        twilio_account_sid=twilio_emulator.emulator.account_sid,
+        twilio_auth_token=twilio_emulator.emulator.auth_token,
+        twilio_from_number=TWILIO_FROM_NUMBER,
+        twilio_api_base_url=twilio_emulator.base_url,
+        public_base_url=INBOUND_PUBLIC_URL,
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'followup.db'}")
+    init_db(engine)
+    phone = next(INBOUND_CALLERS)
+    account = TwilioAccount(settings)
+    services = services_for(settings, MemorySessionStore(), engine, account)
+    try:
+        with Session(engine) as db:
+            lead = Lead(workspace_id=1, external_id=phone, phone=phone, consent=True)
+            db.add(lead)
+            db.commit()
+            db.refresh(lead)
+        context = build_context(CallRequest(**dict(BOOK_MEETING_REQUEST, phone=phone)))
+        job = CallJob(context_id=context.id, phone=phone)
+        await services.store.save_call(job, context)
+        record = Call(
+            id=str(job.id),
+            context_id=str(context.id),
+            phone=phone,
+            goal=context.goal,
+            status=CallStatus.COMPLETED,
+            outcome=CallOutcome.MEETING_BOOKED,
+            workspace_id=1,
+            lead_id=lead.id,
+        )
+        with Session(engine) as db:
+            db.add(record)
+            db.commit()
+            db.refresh(record)
+
+        assert await send_followup(services, account, record) == "sent"
+    finally:
+        await account.aclose()
+        await services.http.aclose()
+
+    [sent] = [m for m in twilio_emulator.emulator.messages() if m["to"] == phone]
+    with Session(engine) as db:
+        [message] = db.exec(select(ChatMessage).where(ChatMessage.lead_id == lead.id)).all()
+    assert (message.content, message.external_message_id, message.delivery_status) == (
+        context.sms_message,
+        sent["sid"],
+        DeliveryStatus.QUEUED,
+    )
+    assert message.message_metadata == {"step": "call_followup", "call_id": record.id}
+    engine.dispose()
