@@ -27,6 +27,7 @@ from control_api.routes import (
     twilio_messages,
     twilio_status,
     twilio_voice,
+    webhooks,
     workspaces,
 )
 from control_api.routes import metrics as metrics_routes
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(leads.router)
     app.include_router(numbers.router)
     app.include_router(lead_conversations.router)
+    app.include_router(webhooks.router)
     app.add_exception_handler(OutreachRefused, outreach_refused_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(DialFailed, dial_failed_handler)

@@ -157,22 +157,19 @@ def record_outgoing_text(
     *,
     sender: SenderType = SenderType.AGENT,
     delivery_status: DeliveryStatus = DeliveryStatus.QUEUED,
+    channel: Channel = Channel.SMS,
     **fields: Any,
 ) -> ChatMessage:
-    """A text we sent the lead, in its SMS thread (opened here on a first text), with its delivery status.
+    """A text we sent the lead, in its SMS thread (or `channel`'s; opened here on first use), with its delivery status.
 
     Every outgoing text goes through here (the agent's replies, a person's, the missed-call
     text-back, the follow-up after a call), so the thread is the whole conversation.
     """
-    thread = thread_for(db, lead, Channel.SMS)
+    thread = thread_for(db, lead, channel)
+    fields.setdefault("external_platform", "twilio" if message_sid else None)
+    fields.setdefault("sent_at", utcnow())
     message = new_message(
-        thread,
-        {"role": "assistant", "content": body},
-        delivery_status=delivery_status,
-        external_message_id=message_sid,
-        external_platform="twilio" if message_sid else None,
-        sent_at=utcnow(),
-        **fields,
+        thread, {"role": "assistant", "content": body}, delivery_status=delivery_status, external_message_id=message_sid, **fields
     )
     message.sender_type = sender
     db.add(message)

@@ -58,6 +58,9 @@ class Workspace(SQLModel, table=True):
     ai_greeting_template: str = Field(default=DEFAULT_GREETING_TEMPLATE, sa_type=sa.Text)
     # Seconds a human who took a conversation over may stay silent before the agent answers again.
     ai_takeover_delay_seconds: int = Field(default=60)
+    # Keys the HMAC-SHA256 of POST /webhooks/* bodies; kept as is because checking needs it (like
+    # Twilio's auth token). Issued by POST /workspaces/{id}/webhook-secret, shown once.
+    webhook_secret: str | None = Field(default=None, max_length=128)
 
 
 class PhoneNumber(SQLModel, table=True):

@@ -113,6 +113,8 @@ class Channel(StrEnum):
 
     VOICE = "voice"
     SMS = "sms"
+    # Another system's conversation (a lead webhook's platform): it delivers our replies itself.
+    EXTERNAL = "external"
 
 
 class SenderType(StrEnum):

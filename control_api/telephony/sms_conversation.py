@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import HTTPException, status
 from sqlmodel import Session, col, select
@@ -30,7 +31,7 @@ from models.log_config import get_logger
 from prompts.inbound_context import business_name
 from prompts.sms_replies import SmsReply, SmsStep, help_reply, is_help, rule_based_reply, stop_confirmation
 from services import Services
-from services.sms_responder import WrittenReply
+from services.sms_responder import RULES_MODEL, WrittenReply
 from services.twilio_account import message_status_url
 
 log = get_logger(__name__)
@@ -78,10 +79,32 @@ def _last(db: Session, lead_id: int, sender: SenderType) -> ChatMessage | None:
     ).first()
 
 
-def _last_step(db: Session, lead_id: int) -> SmsStep | None:
+def last_step(db: Session, lead_id: int) -> SmsStep | None:
     last = _last(db, lead_id, SenderType.AGENT)
     step = (last.message_metadata or {}).get("step") if last is not None else None
     return SmsStep(step) if isinstance(step, str) and step in {s.value for s in SmsStep} else None
+
+
+def decide_reply(
+    db: Session, lead: Lead, workspace: Workspace, body: str, was_opted_out: bool, now: datetime, source: OptOutSource
+) -> tuple[SmsReply | None, bool]:
+    """What a lead's new message gets: a fixed reply (STOP's confirmation, HELP), the agent's (True), or nothing."""
+    business = business_name(workspace)
+    if is_sms_opt_out(body):
+        opt_out(lead, source)
+        return (None if was_opted_out else stop_confirmation(workspace.language, business)), False
+    if lead.stage is LeadStage.SUPPRESSED:
+        return None, False
+    if is_help(body):
+        return help_reply(workspace.language, business), False
+    last_human = _last(db, lead.id, SenderType.HUMAN)  # type: ignore[arg-type]
+    needs_agent = agent_may_reply(lead, workspace, last_human.created_at if last_human else None, now)
+    if needs_agent and lead.stage is LeadStage.TAKE_OVER:
+        log.info("agent_steps_back_in", lead_id=lead.id)
+        lead.stage, lead.taken_over_at = LeadStage.ENGAGED, None
+    elif needs_agent and lead.stage in (LeadStage.NEW, LeadStage.CONTACTED):
+        lead.stage = LeadStage.ENGAGED
+    return None, needs_agent
 
 
 def _receive(services: Services, text: IncomingText, now: datetime) -> Conversation | None:
@@ -109,24 +132,7 @@ def _receive(services: Services, text: IncomingText, now: datetime) -> Conversat
                 sent_at=now,
             )
         )
-        business = business_name(workspace)
-        reply: SmsReply | None = None
-        needs_agent = False
-        if is_sms_opt_out(text.body):
-            opt_out(lead, OptOutSource.SMS)
-            reply = None if was_opted_out else stop_confirmation(workspace.language, business)
-        elif lead.stage is LeadStage.SUPPRESSED:
-            reply = None
-        elif is_help(text.body):
-            reply = help_reply(workspace.language, business)
-        else:
-            last_human = _last(db, lead.id, SenderType.HUMAN)  # type: ignore[arg-type]
-            needs_agent = agent_may_reply(lead, workspace, last_human.created_at if last_human else None, now)
-            if needs_agent and lead.stage is LeadStage.TAKE_OVER:
-                log.info("agent_steps_back_in", lead_id=lead.id)
-                lead.stage, lead.taken_over_at = LeadStage.ENGAGED, None
-            elif needs_agent and lead.stage in (LeadStage.NEW, LeadStage.CONTACTED):
-                lead.stage = LeadStage.ENGAGED
+        reply, needs_agent = decide_reply(db, lead, workspace, text.body, was_opted_out, now, OptOutSource.SMS)
         lead.updated_at = now
         db.add(lead)
         db.commit()
@@ -140,10 +146,30 @@ def _receive(services: Services, text: IncomingText, now: datetime) -> Conversat
             workspace=workspace,
             reply=reply,
             needs_agent=needs_agent,
-            last_step=_last_step(db, lead.id),  # type: ignore[arg-type]
+            last_step=last_step(db, lead.id),  # type: ignore[arg-type]
         )
         db.expunge(workspace)
         return conversation
+
+
+async def write_reply(services: Services, conversation: Conversation, body: str) -> WrittenReply | None:
+    """The reply to the lead's message: the fixed one decided on, the agent's, or None (nobody answers)."""
+    workspace = conversation.workspace
+    if conversation.reply is not None:
+        return WrittenReply(conversation.reply, RULES_MODEL, 0)
+    if not conversation.needs_agent:
+        return None
+    rules = rule_based_reply(
+        body,
+        language=workspace.language,
+        business=business_name(workspace),
+        lead_name=conversation.lead_name,
+        last_step=conversation.last_step,
+    )
+    history = await asyncio.to_thread(_history, services, conversation.lead_id)
+    return await services.sms_responder.write(
+        rules, history, language=workspace.language, business=business_name(workspace), trade=workspace.trade
+    )
 
 
 def _history(services: Services, lead_id: int) -> list[dict[str, str]]:
@@ -151,14 +177,16 @@ def _history(services: Services, lead_id: int) -> list[dict[str, str]]:
         return history_for_context(db, lead_id)
 
 
-def _store_reply(
+def store_reply(
     services: Services,
     conversation: Conversation,
     written: WrittenReply,
     message_sid: str | None,
     delivery: DeliveryStatus,
     error: str | None,
+    **message_fields: Any,
 ) -> None:
+    """The reply in the lead's thread (SMS unless `thread_id` says otherwise), and what it taught us about the lead."""
     reply = written.reply
     with Session(services.engine) as db:
         lead = db.get(Lead, conversation.lead_id)
@@ -175,6 +203,7 @@ def _store_reply(
             response_time_ms=written.response_time_ms,
             token_usage=written.token_usage,
             message_metadata={"step": reply.step.value},
+            **message_fields,
         )
         if reply.name and lead.name is None:
             lead.name = reply.name
@@ -191,22 +220,8 @@ async def answer_text(services: Services, text: IncomingText, now: datetime | No
     conversation = await asyncio.to_thread(_receive, services, text, now or utcnow())
     if conversation is None:
         return None
-    workspace = conversation.workspace
-    if conversation.reply is not None:
-        written = WrittenReply(conversation.reply, "rules", 0)
-    elif conversation.needs_agent:
-        rules = rule_based_reply(
-            text.body,
-            language=workspace.language,
-            business=business_name(workspace),
-            lead_name=conversation.lead_name,
-            last_step=conversation.last_step,
-        )
-        history = await asyncio.to_thread(_history, services, conversation.lead_id)
-        written = await services.sms_responder.write(
-            rules, history, language=workspace.language, business=business_name(workspace), trade=workspace.trade
-        )
-    else:
+    written = await write_reply(services, conversation, text.body)
+    if written is None:
         log.info("incoming_text_not_answered", lead_id=conversation.lead_id, reason="suppressed_or_taken_over")
         return None
     message_sid, delivery, error = None, DeliveryStatus.SENT_TO_EXTERNAL, None
@@ -222,7 +237,7 @@ async def answer_text(services: Services, text: IncomingText, now: datetime | No
         except Exception as exc:  # kept in the thread as failed: a person can see it and follow up
             delivery, error = DeliveryStatus.FAILED, f"{type(exc).__name__}: {str(exc)[:300]}"
             log.error("sms_reply_not_sent", lead_id=conversation.lead_id, error=type(exc).__name__)
-    await asyncio.to_thread(_store_reply, services, conversation, written, message_sid, delivery, error)
+    await asyncio.to_thread(store_reply, services, conversation, written, message_sid, delivery, error)
     log.info("incoming_text_answered", lead_id=conversation.lead_id, step=written.reply.step.value, model=written.model)
     return written.reply.text if services.twilio is None else None
 

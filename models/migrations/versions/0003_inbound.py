@@ -36,6 +36,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("auto_response_message", sa.Text(), nullable=False, server_default=DEFAULT_AUTO_RESPONSE))
         batch.add_column(sa.Column("ai_greeting_template", sa.Text(), nullable=False, server_default=DEFAULT_GREETING_TEMPLATE))
         batch.add_column(sa.Column("ai_takeover_delay_seconds", sa.Integer(), nullable=False, server_default="60"))
+        batch.add_column(sa.Column("webhook_secret", sa.String(128), nullable=True))
 
     op.create_table(
         "phone_number",
@@ -86,6 +87,7 @@ def downgrade() -> None:
     op.drop_table("phone_number")
     with op.batch_alter_table("workspace") as batch:
         for column in (
+            "webhook_secret",
             "ai_takeover_delay_seconds",
             "ai_greeting_template",
             "auto_response_message",
