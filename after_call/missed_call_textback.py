@@ -28,6 +28,7 @@ from models.enums import CallDirection, CallOutcome, LeadStage
 from models.log_config import get_logger
 from models.session_store import SessionStoreUnavailable
 from models.tables import Call
+from prompts.inbound_context import auto_response
 from services import Services
 from services.twilio_account import message_status_url
 
@@ -64,7 +65,7 @@ def _missed_call(services: Services, call_id: str) -> MissedCall:
             refusal = "auto_response_disabled"
         elif lead.opted_out_at is not None or lead.stage is LeadStage.SUPPRESSED:
             refusal = "opted_out"
-        return MissedCall(lead.phone, workspace.auto_response_message, call.business_phone, call.sms_sent, refusal)
+        return MissedCall(lead.phone, auto_response(workspace), call.business_phone, call.sms_sent, refusal)
 
 
 def _store_text(services: Services, call_id: str, body: str, message_sid: str) -> None:

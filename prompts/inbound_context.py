@@ -14,7 +14,7 @@ from functools import lru_cache
 from importlib import resources
 
 from models.context import ContextInstance
-from models.domain import Workspace
+from models.domain import DEFAULT_AUTO_RESPONSE, DEFAULT_GREETING_TEMPLATE, Workspace
 from models.enums import AgentStyle, CallGoal, ContextSource, Language, TargetAudience
 from prompts.context_builder import AGENT_OUTCOMES
 from prompts.template_engine import parse_sections, render
@@ -73,9 +73,20 @@ def greeting(workspace: Workspace) -> str:
     def slot(match: re.Match[str]) -> str:
         return business if "business" in match.group(0).lower() else trade
 
-    text = _GREETING_SLOTS.sub(slot, workspace.ai_greeting_template)
+    template = workspace.ai_greeting_template
+    if template == DEFAULT_GREETING_TEMPLATE and workspace.language is not Language.ENGLISH:
+        # The business kept the (English) default: greet with the default of its own language.
+        return spoken(inbound_line(workspace.language, "default_greeting", trade=trade or business), GREETING_MAX)
+    text = _GREETING_SLOTS.sub(slot, template)
     # "your your needs" when no trade is set: the seed's template reads "your [TRADE] needs".
     return spoken(re.sub(r"\b(your) your\b", r"\1", text), GREETING_MAX)
+
+
+def auto_response(workspace: Workspace) -> str:
+    """The missed-call text; the default in the workspace's language when the business kept the default."""
+    if workspace.auto_response_message == DEFAULT_AUTO_RESPONSE and workspace.language is not Language.ENGLISH:
+        return inbound_line(workspace.language, "default_auto_response")
+    return workspace.auto_response_message
 
 
 def _system_prompt(workspace: Workspace, script: Mapping[str, object]) -> str:

@@ -24,8 +24,7 @@ TIME_MAX = 80
 REPLY_MAX = 480
 HELP_WORDS = frozenset({"help", "info", "עזרה"})
 # "call" alone is the keyword the ask-time text offers ("reply CALL"); the voice rules cover "call me back".
-_CALLBACK_WORDS = re.compile(r"^(call|call me|תתקשרו|תחזרו אליי|תחזרו אלי)$|\bcall me\b")
-_HEBREW_TIME = re.compile(r"(יום )?(ראשון|שני|שלישי|רביעי|חמישי|שישי|שבת|מחר|היום)|בשעה \d|ב-?\d{1,2}(:\d\d)?")
+_CALLBACK_WORDS = re.compile(r"^(call|call me|תתקשרו)$|\bcall me\b")
 _NAME_PREFIX = re.compile(
     r"^(hi|hello|hey)?[ ,]*(my name is|my name's|i am|i'm|im|this is|it's|its|name's|שמי|קוראים לי)\s+", re.IGNORECASE
 )
@@ -75,7 +74,7 @@ def name_in(text: str) -> str | None:
 
 
 def proposes_time(text: str) -> bool:
-    return classify(text) is Intent.TIME_PROPOSAL or mentions_time(text) or _HEBREW_TIME.search(text) is not None
+    return classify(text) is Intent.TIME_PROPOSAL or mentions_time(text)
 
 
 def asks_for_callback(text: str) -> bool:
