@@ -218,14 +218,16 @@ def test_the_text_backs_delivery_status_follows_twilios_callbacks(inbound):
     assert inbound.sms_thread()[0].delivery_status is DeliveryStatus.DELIVERED
 
 
-async def test_the_agent_answers_an_inbound_caller_over_ws_and_books_a_visit(tmp_path, monkeypatch, twilio_emulator):
-    monkeypatch.chdir(tmp_path)
+async def call_over_ws(
+    tmp_path, emulator_server, lines: list[CallerLine], silence_seconds: float = 3
+) -> tuple[dict, object, str, str]:
+    """Ring the business number (signed like Twilio), then be the caller on /ws; returns the stored call as the API shows it."""
     settings = make_settings(
         f"sqlite:///{tmp_path / 'inbound-e2e.db'}",
         public_base_url=INBOUND_PUBLIC_URL,
         twilio_from_number=TWILIO_FROM_NUMBER,
-        silence_timeout_seconds=3,
-        **{name.lower(): value for name, value in twilio_emulator.env().items()},
+        silence_timeout_seconds=silence_seconds,
+        **{name.lower(): value for name, value in emulator_server.env().items()},
     )
     caller = next(INBOUND_CALLERS)
     with serving(create_app(settings)) as base_url:
@@ -240,33 +242,41 @@ async def test_the_agent_answers_an_inbound_caller_over_ws_and_books_a_visit(tmp
             )
             await http.post(f"/workspaces/{workspace_id}/numbers", json={"phone_number": BUSINESS_NUMBER}, headers=key)
             params = {
-                "AccountSid": twilio_emulator.emulator.account_sid,
-                "CallSid": "CA" + "e2e".ljust(32, "0"),
+                "AccountSid": emulator_server.emulator.account_sid,
+                "CallSid": "CA" + caller[1:].ljust(32, "0"),
                 "From": caller,
                 "To": BUSINESS_NUMBER,
                 "CallStatus": "ringing",
                 "FromCity": "OAKLAND",
             }
-            signature = RequestValidator(twilio_emulator.emulator.auth_token).compute_signature(
+            signature = RequestValidator(emulator_server.emulator.auth_token).compute_signature(
                 INBOUND_PUBLIC_URL + "/twilio/voice", params
             )
             answer = await http.post("/twilio/voice", data=params, headers={"X-Twilio-Signature": signature})
             _, stream = stream_of(twiml(answer))
 
-            lines = [
-                CallerLine("my kitchen sink is leaking"),
-                CallerLine("my name is alex"),
-                CallerLine("tuesday at three pm works for me"),
-            ]
             report = await SimulatedCaller(
                 base_url.replace("http", "ws", 1) + "/ws", stream["call_id"], stream["token"], lines, call_sid=params["CallSid"]
             ).run()
 
+            call: dict = {}
             for _ in range(100):  # the outcome is written right after the stream closes
                 call = (await http.get(f"/calls/{stream['call_id']}", headers=key)).json()
                 if call.get("status") in ("completed", "failed"):
                     break
                 await asyncio.sleep(0.1)
+    return call, report, caller, settings.database_url
+
+
+async def test_the_agent_answers_an_inbound_caller_over_ws_and_books_a_visit(tmp_path, monkeypatch, twilio_emulator):
+    monkeypatch.chdir(tmp_path)
+    lines = [
+        CallerLine("my kitchen sink is leaking"),
+        CallerLine("my name is alex"),
+        CallerLine("tuesday at three pm works for me"),
+    ]
+
+    call, report, caller, database_url = await call_over_ws(tmp_path, twilio_emulator, lines)
 
     assert report.hung_up_by == "agent"
     assert (call["status"], call["outcome"]) == ("completed", "meeting_booked")
@@ -275,11 +285,26 @@ async def test_the_agent_answers_an_inbound_caller_over_ws_and_books_a_visit(tmp
     assert any("name" in line for line in agent_lines)
     assert set(call["answers"]) >= {"caller need", "May I have your name, please?", "meeting_time"}
     assert "tuesday" in call["answers"]["meeting_time"]
-    with Session(make_engine(settings.database_url)) as db:
-        row = db.get(Call, stream["call_id"])
+    engine = make_engine(database_url)
+    with Session(engine) as db:
+        row = db.get(Call, call["id"])
         assert (row.direction, row.caller_city, row.business_phone) == (CallDirection.INBOUND, "OAKLAND", BUSINESS_NUMBER)
         assert row.duration_seconds and row.duration_seconds > 0
         lead = db.get(Lead, row.lead_id)
         assert lead.stage is LeadStage.OUTCOME_APPOINTMENT
+    engine.dispose()
     # Not a missed call: nobody gets the auto-response.
     assert [m for m in twilio_emulator.emulator.messages() if m["to"] == caller] == []
+
+
+async def test_a_caller_who_says_nothing_to_the_agent_is_a_missed_call_and_gets_the_text_back(
+    tmp_path, monkeypatch, twilio_emulator
+):
+    monkeypatch.chdir(tmp_path)
+
+    call, _report, caller, _ = await call_over_ws(tmp_path, twilio_emulator, [], silence_seconds=1)
+
+    assert (call["outcome"], call["end_reason"]) == ("no_answer", "silence_timeout")
+    assert [m["body"] for m in twilio_emulator.emulator.messages() if m["to"] == caller] == [
+        "Hi! Sorry we missed your call. How can we help?"
+    ]

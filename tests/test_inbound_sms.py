@@ -313,3 +313,15 @@ async def test_the_follow_up_after_an_outbound_call_is_a_message_in_the_leads_sm
     )
     assert message.message_metadata == {"step": "call_followup", "call_id": record.id}
     engine.dispose()
+
+
+def test_a_lead_who_texted_stop_gets_no_text_back_after_a_missed_call(inbound):
+    inbound.business(ALWAYS_CLOSED)
+    inbound.text("STOP")
+    params = inbound.call_params()
+    inbound.post("/twilio/voice", params)
+
+    missed = inbound.post("/twilio/voice/status", {**params, "CallStatus": "completed"})
+
+    assert missed.json()["missed"] is True
+    assert len(replies(inbound)) == 1  # only STOP's confirmation
