@@ -40,6 +40,22 @@ class PhoneNumberCreate(BaseModel):
         return sorted(set(value))
 
 
+class PhoneNumberUpdate(BaseModel):
+    """Change where a number rings, or release it (a released number's calls and texts are refused)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    forward_to: str | None = Field(default=None, max_length=32)
+    status: PhoneNumberStatus | None = None
+    messaging_service_sid: Annotated[str, Field(pattern=r"^MG[0-9a-fA-F]{32}$")] | None = None
+    friendly_name: Annotated[str, Field(max_length=255)] | None = None
+
+    @field_validator("forward_to")
+    @classmethod
+    def _forward_is_e164(cls, value: str | None) -> str | None:
+        return normalize_e164(value) if value else None
+
+
 class PhoneNumberPublic(BaseModel):
     id: int
     workspace_id: int

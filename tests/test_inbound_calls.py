@@ -146,6 +146,17 @@ def test_a_call_to_a_number_nobody_registered_is_not_found(inbound):
     assert answer.status_code == 404 and "+14155550111" not in answer.text
 
 
+def test_a_released_number_is_answered_no_more(inbound):
+    key = inbound.business(ALWAYS_CLOSED)
+    numbers_url = f"/workspaces/{inbound.workspace_id}/numbers"
+    [number] = inbound.client.get(numbers_url, headers=key).json()
+    inbound.client.patch(f"{numbers_url}/{number['id']}", json={"status": "released"}, headers=key)
+
+    answer = inbound.post("/twilio/voice", inbound.call_params())
+
+    assert answer.status_code == 404
+
+
 def test_a_caller_who_hangs_up_while_the_business_rings_gets_the_auto_response_once(inbound):
     inbound.business(ALWAYS_OPEN, auto_response_message="Sorry we missed you at Acme! What do you need?")
     params = inbound.call_params()

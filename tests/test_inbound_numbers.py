@@ -105,3 +105,19 @@ def test_business_is_open_in_its_own_time_zone():
     assert not is_open(hours, "America/New_York", monday_8_new_york)
     assert not is_open(hours, "UTC", datetime(2026, 11, 24, 10, 0, tzinfo=UTC))  # tuesday: closed
     assert is_open(None, "UTC", datetime(2026, 11, 24, 10, 0, tzinfo=UTC))  # the seed's default weekday hours
+
+
+def test_a_number_can_stop_forwarding_and_be_released(api):
+    workspace_id, key = api.workspace()
+    number = api.client.post(
+        f"/workspaces/{workspace_id}/numbers", json={"phone_number": NUMBER, "forward_to": "+14155550191"}, headers=key
+    ).json()
+    url = f"/workspaces/{workspace_id}/numbers/{number['id']}"
+
+    unforwarded = api.client.patch(url, json={"forward_to": None}, headers=key)
+    released = api.client.patch(url, json={"status": "released"}, headers=key)
+    bad = api.client.patch(url, json={"forward_to": "12345"}, headers=key)
+
+    assert unforwarded.status_code == 200 and unforwarded.json()["forward_to"] is None
+    assert released.json()["status"] == "released"
+    assert bad.status_code == 422 and "forward_to" in bad.text

@@ -14,9 +14,16 @@ from control_api.deps import get_db, get_settings
 from control_api.routes.workspaces import own_workspace
 from control_api.workspace_auth import CurrentWorkspace
 from models.business_hours import from_weekly_schedule, to_weekly_schedule
+from models.call_job import utcnow
 from models.call_request import mask_phone
 from models.domain import PhoneNumber
-from models.number_schemas import BusinessSettings, BusinessSettingsPublic, PhoneNumberCreate, PhoneNumberPublic
+from models.number_schemas import (
+    BusinessSettings,
+    BusinessSettingsPublic,
+    PhoneNumberCreate,
+    PhoneNumberPublic,
+    PhoneNumberUpdate,
+)
 from models.row_views import view_of
 from models.settings import Settings
 
@@ -48,7 +55,7 @@ def register_number(
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> PhoneNumberPublic:
     own_workspace(workspace_id, workspace)
-    number = PhoneNumber(workspace_id=workspace.id, **body.model_dump())
+    number = PhoneNumber(workspace_id=workspace_id, **body.model_dump())
     db.add(number)
     try:
         db.commit()
@@ -69,6 +76,30 @@ def list_numbers(
     own_workspace(workspace_id, workspace)
     rows = db.exec(select(PhoneNumber).where(PhoneNumber.workspace_id == workspace.id).order_by(col(PhoneNumber.id))).all()
     return [number_view(row, settings) for row in rows]
+
+
+@router.patch("/workspaces/{workspace_id}/numbers/{number_id}", response_model=PhoneNumberPublic)
+def update_number(
+    workspace_id: int,
+    number_id: int,
+    body: PhoneNumberUpdate,
+    workspace: CurrentWorkspace,
+    db: Db,
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> PhoneNumberPublic:
+    own_workspace(workspace_id, workspace)
+    number = db.get(PhoneNumber, number_id)
+    if number is None or number.workspace_id != workspace.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"number {number_id} not found")
+    for name, value in body.model_dump(exclude_unset=True).items():
+        if value is None and name == "status":
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="status cannot be null")
+        setattr(number, name, value)  # forward_to null: the agent answers every call
+    number.updated_at = utcnow()
+    db.add(number)
+    db.commit()
+    db.refresh(number)
+    return number_view(number, settings)
 
 
 def settings_view(workspace) -> BusinessSettingsPublic:

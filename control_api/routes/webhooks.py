@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from pydantic import BaseModel, ValidationError
@@ -41,7 +41,7 @@ log = get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 Db = Annotated[Session, Depends(get_db)]
-SIGNED = {401: {"description": "missing, wrong or stale X-Webhook-Signature"}}
+SIGNED: dict[int | str, dict[str, Any]] = {401: {"description": "missing, wrong or stale X-Webhook-Signature"}}
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -75,7 +75,7 @@ async def lead_webhook(
     body = _parsed(WebhookLeadIn, raw)
     lead, conversation = receive_lead(db, workspace, body, utcnow())
     if conversation is None:
-        return WebhookAccepted(lead_id=lead.id, created=False)  # type: ignore[arg-type]
+        return WebhookAccepted(lead_id=lead.id, created=False)
     response.status_code = status.HTTP_201_CREATED
     reply = await answer_for_other_system(services, conversation, body.message or "", body.source, body.external_conversation_id)
     return WebhookAccepted(lead_id=conversation.lead_id, created=True, response=reply)
@@ -89,7 +89,7 @@ async def message_webhook(
     body = _parsed(WebhookMessageIn, raw)
     lead, conversation = receive_message(db, workspace, body, utcnow())
     if conversation is None:
-        return WebhookAccepted(lead_id=lead.id, created=False)  # type: ignore[arg-type]
+        return WebhookAccepted(lead_id=lead.id, created=False)
     response.status_code = status.HTTP_201_CREATED
     platform = await asyncio.to_thread(_platform, services, conversation.lead_id)
     reply = await answer_for_other_system(services, conversation, body.content, platform, body.external_conversation_id)

@@ -52,14 +52,17 @@ class IncomingCall:
 
     @classmethod
     def from_form(cls, form: dict[str, str]) -> IncomingCall:
+        def place(name: str, length: int) -> str | None:
+            return form.get(name, "")[:length] or None
+
         return cls(
             call_sid=form.get("CallSid", ""),
             caller=form.get("From", ""),
             called=form.get("To", ""),
             status=form.get("CallStatus") or None,
-            city=(form.get("FromCity") or None) and form["FromCity"][:100],
-            state=(form.get("FromState") or None) and form["FromState"][:50],
-            country=(form.get("FromCountry") or None) and form["FromCountry"][:3],
+            city=place("FromCity", 100),
+            state=place("FromState", 50),
+            country=place("FromCountry", 3),
         )
 
 

@@ -369,7 +369,7 @@ class InboundTwilio:
         assert answer.status_code == 200, answer.text
         number = {"phone_number": BUSINESS_NUMBER, **({"forward_to": forward_to} if forward_to else {})}
         assert self.client.post(f"/workspaces/{workspace_id}/numbers", json=number, headers=key).status_code == 201
-        self.key = key
+        self.key, self.workspace_id = key, workspace_id
         return key
 
     def text_params(self, body: str, **extra: str) -> dict[str, str]:
