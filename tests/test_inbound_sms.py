@@ -59,7 +59,7 @@ def test_a_text_is_stored_and_answered_by_the_rule_based_agent_from_the_number_t
         DeliveryStatus.QUEUED,
     )
     assert reply.model_used == "rules" and reply.response_time_ms is not None
-    assert inbound.lead().stage is LeadStage.ENGAGED and inbound.lead().consent_source == "inbound_sms"
+    assert inbound.lead().stage is LeadStage.ENGAGED and inbound.lead().consent is False  # answering is not consent to be called
 
 
 def test_a_conversation_walks_from_the_need_to_the_name_to_a_booked_visit(inbound):

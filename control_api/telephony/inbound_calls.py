@@ -35,7 +35,6 @@ from services.twilio_account import connect_stream_twiml
 # Seconds the business's own phone rings before the agent takes the call.
 FORWARD_RING_SECONDS = 20
 DIAL_RESULT_PATH = "/twilio/voice/dial-result"
-INBOUND_CONSENT_SOURCE = "inbound_call"
 
 
 @dataclass(frozen=True)
@@ -91,10 +90,12 @@ def number_called(db: Session, called: str) -> PhoneNumber | None:
     return number if number is not None and number.status is PhoneNumberStatus.ACTIVE else None
 
 
-def lead_for_caller(
-    db: Session, workspace: Workspace, phone: str, now: datetime, consent_source: str = INBOUND_CONSENT_SOURCE
-) -> Lead:
-    """The workspace's lead for this number, created on first contact (whoever calls or texts in asked to be answered)."""
+def lead_for_caller(db: Session, workspace: Workspace, phone: str, now: datetime) -> Lead:
+    """The workspace's lead for this number, created on first contact.
+
+    Calling or texting the business asks for an answer (the call, the text-back, the replies), not
+    for the outbound calls of a campaign: such a lead has no consent until the business records it.
+    """
     query = select(Lead).where(Lead.workspace_id == workspace.id, Lead.phone == phone)
     lead = db.exec(query).first()
     if lead is not None:
@@ -105,9 +106,8 @@ def lead_for_caller(
                 workspace_id=workspace.id,  # type: ignore[arg-type]
                 external_id=phone,
                 phone=phone,
-                consent=True,
-                consent_at=now,
-                consent_source=consent_source,
+                created_at=now,
+                updated_at=now,
             )
             db.add(lead)
     except IntegrityError:

@@ -37,7 +37,6 @@ from services.twilio_account import message_status_url
 log = get_logger(__name__)
 
 TEXT_MAX = 1600
-INBOUND_SMS_CONSENT_SOURCE = "inbound_sms"
 
 
 @dataclass
@@ -118,7 +117,7 @@ def _receive(services: Services, text: IncomingText, now: datetime) -> Conversat
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="From is not an E.164 number")
         if db.exec(select(ChatMessage.id).where(ChatMessage.external_message_id == text.message_sid)).first() is not None:
             return None  # Twilio's retry of a text already stored (and answered)
-        lead = lead_for_caller(db, workspace, phone, now, consent_source=INBOUND_SMS_CONSENT_SOURCE)
+        lead = lead_for_caller(db, workspace, phone, now)
         was_opted_out = lead.opted_out_at is not None
         thread = thread_for(db, lead, Channel.SMS)
         db.add(
