@@ -1,5 +1,7 @@
 """Texts to a workspace's number: stored in the lead's SMS thread and answered, STOP and HELP, a person taking over."""
 
+from datetime import UTC, datetime, timedelta
+
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 from starlette.applications import Starlette
@@ -10,10 +12,11 @@ from twilio.request_validator import RequestValidator
 
 from after_call.sms_followup import send_followup
 from control_api.main import create_app
+from control_api.telephony.sms_conversation import agent_may_reply
 from models.call_job import CallJob
 from models.call_request import CallRequest
 from models.database import init_db, make_engine
-from models.domain import ChatMessage, Lead, Meeting
+from models.domain import ChatMessage, Lead, Meeting, Workspace
 from models.enums import CallOutcome, CallStatus, DeliveryStatus, LeadStage, OptOutSource, SenderType
 from models.session_store import MemorySessionStore
 from models.settings import Settings
@@ -325,3 +328,16 @@ def test_a_lead_who_texted_stop_gets_no_text_back_after_a_missed_call(inbound):
 
     assert missed.json()["missed"] is True
     assert len(replies(inbound)) == 1  # only STOP's confirmation
+
+
+def test_the_takeover_delay_counts_from_the_persons_last_word_with_a_set_clock():
+    taken_over = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    workspace = Workspace(id=1, name="Acme", ai_takeover_delay_seconds=60)
+    lead = Lead(workspace_id=1, external_id="x", phone="+14155550123", stage=LeadStage.TAKE_OVER, taken_over_at=taken_over)
+    last_human = taken_over + timedelta(seconds=30)
+
+    assert not agent_may_reply(lead, workspace, None, taken_over + timedelta(seconds=59))
+    assert agent_may_reply(lead, workspace, None, taken_over + timedelta(seconds=60))
+    assert not agent_may_reply(lead, workspace, last_human, taken_over + timedelta(seconds=60))
+    assert agent_may_reply(lead, workspace, last_human, last_human + timedelta(seconds=60))
+    assert agent_may_reply(Lead(workspace_id=1, external_id="y", phone="+14155550124"), workspace, None, taken_over)
