@@ -26,7 +26,7 @@ from models.call_request import mask_phone
 from models.column_types import as_utc
 from models.conversation_history import history_for_context, new_message, record_outgoing_text, thread_for
 from models.domain import ChatMessage, Lead, Meeting, PhoneNumber, Workspace
-from models.enums import CallOutcome, Channel, DeliveryStatus, LeadStage, OptOutSource, SenderType
+from models.enums import CallOutcome, Channel, DeliveryStatus, LeadStage, OptOutSource, PhoneNumberStatus, SenderType
 from models.log_config import get_logger
 from prompts.inbound_context import business_name
 from prompts.sms_replies import SmsReply, SmsStep, help_reply, is_help, rule_based_reply, stop_confirmation
@@ -185,7 +185,7 @@ def store_reply(
     error: str | None,
     **message_fields: Any,
 ) -> None:
-    """The reply in the lead's thread (SMS unless `thread_id` says otherwise), and what it taught us about the lead."""
+    """The reply in the lead's thread (SMS unless `channel` says otherwise), and what it taught us about the lead."""
     reply = written.reply
     with Session(services.engine) as db:
         lead = db.get(Lead, conversation.lead_id)
@@ -244,4 +244,4 @@ async def answer_text(services: Services, text: IncomingText, now: datetime | No
 def phone_number_of(db: Session, workspace_id: int) -> PhoneNumber | None:
     """The number a person's text to a lead goes out from: the workspace's first active SMS number."""
     numbers = db.exec(select(PhoneNumber).where(PhoneNumber.workspace_id == workspace_id).order_by(col(PhoneNumber.id))).all()
-    return next((n for n in numbers if "sms" in n.capabilities and n.status.value == "active"), None)
+    return next((n for n in numbers if "sms" in n.capabilities and n.status is PhoneNumberStatus.ACTIVE), None)
