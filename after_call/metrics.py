@@ -5,3 +5,4 @@ from prometheus_client import Counter
 CALLS_FINISHED = Counter("voice_calls_finished_total", "Calls that ended, by status and outcome", ["status", "outcome"])
 OUTCOME_WRITE_FAILURES = Counter("voice_outcome_write_failures_total", "Outcome writes that needed the fallback file", ["target"])
 SMS_FOLLOWUPS = Counter("control_sms_followups_total", "SMS follow-ups, by result", ["result"])
+MISSED_CALL_TEXTBACKS = Counter("control_missed_call_textbacks_total", "Missed-call text-backs, by result", ["result"])

@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from after_call import metrics
 from after_call.lead_updates import update_lead_after_call
+from after_call.missed_call_textback import send_missed_call_textback
 from after_call.sms_followup import send_sms_followup
 from after_call.telephony_verdicts import reconcile_with_telephony
 from models.call_job import CallJob, utcnow
@@ -33,10 +34,12 @@ AfterCallHook = Callable[[Services, Call], Awaitable[None]]
 
 # The order is the point: Twilio's verdicts first (a machine answer turns the outcome into
 # `voicemail`, which the later hooks must see), then the lead, then the SMS that depends on both.
+# A missed inbound call's text-back comes after the lead update, whose stage it moves on.
 AFTER_CALL_HOOKS: tuple[AfterCallHook, ...] = (
     reconcile_with_telephony,
     update_lead_after_call,
     send_sms_followup,
+    send_missed_call_textback,
 )
 
 # Set from the stored row when the finished call does not know them: who the call was for (POST

@@ -16,7 +16,20 @@ from control_api.body_limit import BodySizeLimitMiddleware
 from control_api.dial_failures import DialFailed, dial_failed_handler, fail_unanswered_call
 from control_api.listening_address import ListeningAddress, ListeningAddressMiddleware, warn_if_public_url_is_elsewhere
 from control_api.outreach_gate import OutreachRefused, outreach_refused_handler
-from control_api.routes import calls, form, health, leads, strategies, twilio_status, workspaces
+from control_api.routes import (
+    calls,
+    form,
+    health,
+    lead_conversations,
+    leads,
+    numbers,
+    strategies,
+    twilio_messages,
+    twilio_status,
+    twilio_voice,
+    webhooks,
+    workspaces,
+)
 from control_api.routes import metrics as metrics_routes
 from control_api.security import ApiKeyMiddleware
 from control_api.telephony.selection import make_dialer
@@ -66,10 +79,15 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(media_stream_router)
     app.include_router(form.router)
     app.include_router(twilio_status.router)
+    app.include_router(twilio_voice.router)
+    app.include_router(twilio_messages.router)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value() if settings.api_key else None)
     app.include_router(workspaces.router)
     app.include_router(strategies.router)
     app.include_router(leads.router)
+    app.include_router(numbers.router)
+    app.include_router(lead_conversations.router)
+    app.include_router(webhooks.router)
     app.add_exception_handler(OutreachRefused, outreach_refused_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(DialFailed, dial_failed_handler)

@@ -145,3 +145,20 @@ def api(db_url, tmp_path, monkeypatch) -> Iterator[DomainApi]:
     with TestClient(create_app(make_settings(db_url), dialer=dialer)) as client:
         dialer.engine = client.app.state.services.engine
         yield DomainApi(client, dialer)
+
+
+@pytest.fixture()
+def inbound(tmp_path, monkeypatch, twilio_emulator):
+    """The app in-process with a Twilio account on the emulator, as a business's number reaches it."""
+    from control_api.main import create_app
+    from tests.support import INBOUND_PUBLIC_URL, TWILIO_FROM_NUMBER, InboundTwilio, make_settings
+
+    monkeypatch.chdir(tmp_path)  # the outcome spool is relative to the working directory
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'inbound.db'}",
+        public_base_url=INBOUND_PUBLIC_URL,
+        twilio_from_number=TWILIO_FROM_NUMBER,
+        **{name.lower(): value for name, value in twilio_emulator.env().items()},
+    )
+    with TestClient(create_app(settings)) as client:
+        yield InboundTwilio(client, twilio_emulator.emulator)

@@ -7,6 +7,7 @@ or from each other.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pwd
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import threading
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +28,15 @@ import sqlalchemy as sa
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
+from twilio.request_validator import RequestValidator
 
 from control_api.telephony.external_stream import ExternalStreamDialer
 from models.call_job import CallJob
 from models.context import ContextInstance
-from models.domain import PolicyDecision
+from models.domain import ChatMessage, Lead, PolicyDecision
 from models.session_store import SessionStore
 from models.settings import Settings
+from models.tables import Call
 from scripts.local_server import free_port
 from scripts.simulate_call import DEMO_REQUEST
 from services import Services, assemble_services
@@ -323,3 +327,114 @@ def fill_form(page, phone: str) -> None:
     page.fill("#booking_link", "https://example.com/book/brightside")
     page.fill("#constraints", "Do not promise installation dates.")
     page.check("#consent")
+
+
+# --- The inbound side: a business's own Twilio number, driven by signed webhooks ------------------
+
+# Where Twilio is told this service is (PUBLIC_BASE_URL of the inbound tests); port 9 (discard) refuses at once, so the emulator's own
+# delivery callbacks to it fail fast on loopback while the tests post the callbacks themselves.
+INBOUND_PUBLIC_URL = "http://127.0.0.1:9"
+BUSINESS_NUMBER = "+14155550170"
+BUSINESS_OWN_PHONE = "+14155550171"
+# The emulator lives for the module: each test calls from its own number, so it sees only its texts.
+INBOUND_CALLERS = (f"+141555503{n:02d}" for n in itertools.count())
+ALWAYS_OPEN = {
+    day: {"open": "00:00", "close": "24:00", "enabled": True}
+    for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+}
+ALWAYS_CLOSED = {day: {"enabled": False} for day in ALWAYS_OPEN}
+
+
+class InboundTwilio:
+    """The app as a business's Twilio number sees it: posts signed like Twilio's, texts in the emulator."""
+
+    def __init__(self, client: TestClient, emulator) -> None:
+        self.client = client
+        self.emulator = emulator
+        self.sids = iter(range(10_000))
+        self.caller = next(INBOUND_CALLERS)
+
+    @property
+    def engine(self):
+        return self.client.app.state.services.engine
+
+    def business(self, hours: dict, forward_to: str | None = BUSINESS_OWN_PHONE, **settings) -> dict[str, str]:
+        created = self.client.post("/workspaces", json={"name": "Acme Plumbing"})
+        workspace_id, key = created.json()["workspace"]["id"], {"Authorization": f"Bearer {created.json()['api_key']}"}
+        answer = self.client.patch(
+            f"/workspaces/{workspace_id}/business-settings",
+            json={"business_hours": hours, "trade": "plumbing", **settings},
+            headers=key,
+        )
+        assert answer.status_code == 200, answer.text
+        number = {"phone_number": BUSINESS_NUMBER, **({"forward_to": forward_to} if forward_to else {})}
+        assert self.client.post(f"/workspaces/{workspace_id}/numbers", json=number, headers=key).status_code == 201
+        self.key, self.workspace_id = key, workspace_id
+        return key
+
+    def text_params(self, body: str, **extra: str) -> dict[str, str]:
+        return {
+            "AccountSid": self.emulator.account_sid,
+            "MessageSid": f"SM{next(self.sids):032x}",
+            "From": self.caller,
+            "To": BUSINESS_NUMBER,
+            "Body": body,
+            "NumMedia": "0",
+            **extra,
+        }
+
+    def text(self, body: str, **extra: str):
+        """The caller texts the business's number; Twilio posts it, signed."""
+        answer = self.post("/twilio/sms", self.text_params(body, **extra))
+        assert answer.status_code == 200, answer.text
+        return answer
+
+    def call_params(self, **extra: str) -> dict[str, str]:
+        return {
+            "AccountSid": self.emulator.account_sid,
+            "CallSid": f"CA{next(self.sids):032x}",
+            "From": self.caller,
+            "To": BUSINESS_NUMBER,
+            "CallStatus": "ringing",
+            "Direction": "inbound",
+            "FromCity": "SAN FRANCISCO",
+            "FromState": "CA",
+            "FromCountry": "US",
+            **extra,
+        }
+
+    def post(self, path_and_query: str, params: dict[str, str], token: str | None = None, sign_url: str | None = None):
+        signature = RequestValidator(token or self.emulator.auth_token).compute_signature(
+            sign_url or INBOUND_PUBLIC_URL + path_and_query, params
+        )
+        return self.client.post(path_and_query, data=params, headers={"X-Twilio-Signature": signature})
+
+    def call_row(self, call_sid: str) -> Call:
+        with Session(self.engine) as db:
+            return db.exec(select(Call).where(Call.twilio_call_sid == call_sid)).one()
+
+    def sms_thread(self, phone: str | None = None) -> list[ChatMessage]:
+        with Session(self.engine) as db:
+            lead = db.exec(select(Lead).where(Lead.phone == (phone or self.caller))).one()
+            return list(db.exec(select(ChatMessage).where(ChatMessage.lead_id == lead.id)).all())
+
+    def lead(self, phone: str | None = None) -> Lead:
+        with Session(self.engine) as db:
+            return db.exec(select(Lead).where(Lead.phone == (phone or self.caller))).one()
+
+    def texts_to(self, phone: str | None = None) -> list[dict]:
+        return [m for m in self.emulator.messages() if m["to"] == (phone or self.caller)]
+
+
+def twiml(answer) -> ET.Element:
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/xml")
+    root = ET.fromstring(answer.text)
+    assert root.tag == "Response"
+    return root
+
+
+def stream_of(root: ET.Element) -> tuple[str, dict[str, str]]:
+    stream = root.find("./Connect/Stream")
+    assert stream is not None, ET.tostring(root)
+    return stream.get("url"), {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
