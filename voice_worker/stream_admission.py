@@ -86,8 +86,11 @@ async def admit_stream(websocket: WebSocket, store: SessionStore, secret_key: st
         if job.status is not CallStatus.PENDING:
             raise StreamRefused("call_already_streamed", call_id)
         context = await store.load_context(job.context_id)
+        if context is None:
+            raise StreamRefused("context_missing", call_id)
+        # The status read above is only a fast path: racing `start`s all see PENDING; the claim is atomic.
+        if not await store.claim_stream(call_id, job.seconds_until_expiry()):
+            raise StreamRefused("call_already_streamed", call_id)
     except SessionStoreUnavailable:
         raise StreamRefused("session_store_unavailable", call_id) from None
-    if context is None:
-        raise StreamRefused("context_missing", call_id)
     return AdmittedStream(start, job, context)
