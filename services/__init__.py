@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from models.database import init_db, make_engine
+from models.outcome_journal import OutcomeJournal
 from models.session_store import SessionStore, create_session_store
 from models.settings import Settings
 from prompts.openai_context import ContextGenerator
@@ -35,6 +36,8 @@ class Services:
     twilio: TwilioAccount | None
     context_generator: ContextGenerator
     dialer: Dialer
+    # Where finished calls are journaled before the database (after_call/outcome_writer.py).
+    journal: OutcomeJournal
 
 
 def assemble_services(
@@ -49,6 +52,7 @@ def assemble_services(
         twilio=twilio,
         context_generator=ContextGenerator(settings),
         dialer=dialer,
+        journal=OutcomeJournal(settings.outcome_journal_dir),
     )
 
 

@@ -12,6 +12,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -108,6 +109,7 @@ def server_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "RATE_LIMIT_PER_MINUTE": "10000",
         # The suite runs at any hour; every other outreach rule still applies to its calls.
         "ENFORCE_CALLING_HOURS": "false",
+        "OUTCOME_JOURNAL_DIR": str(tmp_path / "journal"),
         **overrides,
     }
 
@@ -168,14 +170,15 @@ class PostgresServer:
         data = self.workdir / "data"
         if as_user:
             os.chown(self.workdir, as_user["user"], as_user["group"])
-        subprocess.run(
-            [_postgres_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            cwd=self.workdir,
-            **as_user,
-        )
+        if not data.exists():  # a restart after stop() keeps the databases
+            subprocess.run(
+                [_postgres_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                cwd=self.workdir,
+                **as_user,
+            )
         self.process = subprocess.Popen(
             # No unix socket (-k ''), loopback only; durability is not what these tests are about.
             [
@@ -288,13 +291,16 @@ def make_settings(db_url: str, **overrides) -> Settings:
         "enforce_calling_hours": False,
         "rate_limit_per_minute": 10_000,
         "log_level": "WARNING",
+        # Never the working directory's journal: a test's unconfirmed outcome must not reach another's database.
+        "outcome_journal_dir": tempfile.mkdtemp(prefix="journal-"),
         **overrides,
     }
     return Settings(_env_file=None, **values)
 
 
 def services_for(settings: Settings, store: SessionStore, engine: sa.Engine, twilio: TwilioAccount | None = None) -> Services:
-    """The process's services around a given store and engine, as a test builds them by hand."""
+    """The process's services around a given store and engine, as a test builds them by hand (own journal)."""
+    settings = settings.model_copy(update={"outcome_journal_dir": tempfile.mkdtemp(prefix="journal-")})
     return assemble_services(settings, store, engine, twilio, ExternalStreamDialer(settings))
 
 
