@@ -25,7 +25,7 @@ from after_call.telephony_verdicts import reconcile_with_telephony
 from models.call_job import CallJob, utcnow
 from models.enums import CallGoal, CallOutcome, CallStatus, EndReason
 from models.log_config import get_logger
-from models.outcome_journal import JournalEntry
+from models.outcome_journal import LEASE_SECONDS, JournalEntry
 from models.session_store import SessionStoreUnavailable
 from models.tables import Call
 from services import Services
@@ -181,13 +181,33 @@ async def _apply(services: Services, entry: JournalEntry, record: Call, job: Cal
     return True
 
 
-async def record_finished_call(services: Services, record: Call, job: CallJob) -> Call:
+async def journal_call_in_progress(services: Services, record: Call, job: CallJob) -> JournalEntry | None:
+    """Journal what to store should this process die mid-call (`record`: the call failed); its real end replaces it.
+
+    Leased for the longest a call may last; a replay takes it only once this process is gone.
+    """
+    lease = services.settings.max_call_seconds + LEASE_SECONDS
+    try:
+        return await asyncio.to_thread(
+            services.journal.append, record.id, record.model_dump_json(), job.model_dump_json(), lease_seconds=lease
+        )
+    except Exception as exc:  # the journal's disk: the call goes on, its end is journaled again then
+        log.error("outcome_journal_unavailable", call_id=record.id, error=repr(exc))
+        return None
+
+
+async def record_finished_call(
+    services: Services, record: Call, job: CallJob, *, in_progress: JournalEntry | None = None
+) -> Call:
     """Journal a finished call, store its outcome and run every after-call hook, each exactly once.
 
     What cannot be done now (the database is down, a hook failed) is left in the journal and done by
-    `replay_journal`, from the step where it stopped.
+    `replay_journal`, from the step where it stopped. `in_progress`: the call's entry from
+    `journal_call_in_progress`, which this one replaces.
     """
-    entry = await asyncio.to_thread(services.journal.append, record.id, record.model_dump_json(), job.model_dump_json())
+    entry = await asyncio.to_thread(
+        services.journal.append, record.id, record.model_dump_json(), job.model_dump_json(), supersedes=in_progress
+    )
     _crash_here(services, "after_journal")
     await _apply(services, entry, record, job, live=True)
     log.info(

@@ -96,19 +96,32 @@ class OutcomeJournal:
             db.execute("PRAGMA synchronous=FULL")
             yield db
 
-    def append(self, call_id: str, record: str, job: str) -> JournalEntry:
-        """Journal a finished call, leased to this process (it applies it right away)."""
+    def append(
+        self, call_id: str, record: str, job: str, *, lease_seconds: float = LEASE_SECONDS, supersedes: JournalEntry | None = None
+    ) -> JournalEntry:
+        """Journal a call, leased to this process (it applies it right away, or holds it while the call runs).
+
+        `supersedes`: an entry this one replaces (what to store had the process died mid-call), dropped
+        in the same transaction, so a crash leaves exactly one of the two.
+        """
         now = self._clock()
         with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            if supersedes is not None:
+                db.execute(
+                    "UPDATE entries SET confirmed_at = ?, holder = NULL, last_error = 'superseded' WHERE seq = ?",
+                    (now, supersedes.seq),
+                )
             cursor = db.execute(
                 "INSERT INTO entries (call_id, record, job, holder, lease_until, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (call_id, record, job, self.holder, now + LEASE_SECONDS, now),
+                (call_id, record, job, self.holder, now + lease_seconds, now),
             )
             assert cursor.lastrowid is not None
             earlier = db.execute(
                 "SELECT 1 FROM entries WHERE call_id = ? AND seq < ? AND confirmed_at IS NULL LIMIT 1",
                 (call_id, cursor.lastrowid),
             ).fetchone()
+            db.execute("COMMIT")
             return JournalEntry(cursor.lastrowid, call_id, record, job, behind=earlier is not None)
 
     def mark_done(self, entry: JournalEntry, step: str) -> None:
