@@ -105,12 +105,15 @@ class SessionStore(ABC):
             return None
         return await self.get(phone_lock_key(phone))
 
-    async def claim_stream(self, call_id: UUID | str, ttl_seconds: float) -> bool:
-        """Take the one media stream a call may have; False when another stream already took it.
+    async def claim_stream(self, call_id: UUID | str, ttl_seconds: float, holder: str) -> bool:
+        """Take the one media stream a call may have for `holder`; False when another stream already took it.
 
         One atomic SET NX, so `start`s racing with one token leave one winner, whatever process each reached.
+        Claiming again for the same holder answers True (a retry after a timeout that did set the key).
         """
-        return await self.set(stream_key(call_id), "streamed", max(ttl_seconds, 0.001), only_if_absent=True)
+        if await self.set(stream_key(call_id), holder, max(ttl_seconds, 0.001), only_if_absent=True):
+            return True
+        return await self.get(stream_key(call_id)) == holder
 
     async def release_phone(self, phone: str, call_id: UUID | str) -> None:
         if await self.get(phone_lock_key(phone)) == str(call_id):

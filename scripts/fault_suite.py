@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,10 +76,13 @@ class _StandInOpenAI(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("content-length", 0)))
         if self.server.mode == "hang":  # type: ignore[attr-defined]
             self.server.released.wait(60)  # type: ignore[attr-defined]
-        self.send_response(500)
-        self.send_header("content-type", "application/json")
-        self.end_headers()
-        self.wfile.write(json.dumps({"error": {"message": "stand-in failure", "type": "server_error"}}).encode())
+        try:
+            self.send_response(500)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"error": {"message": "stand-in failure", "type": "server_error"}}).encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up on a hanging request: that was the point
 
     def log_message(self, *_args) -> None:
         pass
@@ -175,6 +179,7 @@ class Deployment:
             self.redis.stop()
         if self.postgres is not None:
             self.postgres.stop()
+            shutil.rmtree(self.postgres.workdir, ignore_errors=True)
 
 
 def start_deployment(workdir: Path, with_provider: bool) -> Deployment:
@@ -321,9 +326,13 @@ async def _callers_done(calls: list[LiveCall]) -> None:
     await asyncio.gather(*(c.task for c in calls if c.task is not None), return_exceptions=True)
 
 
+def _ended(call: LiveCall) -> bool:
+    return call.task is None or call.task.done()
+
+
 async def _drop_mid_utterance(call: LiveCall) -> None:
     caller = call.caller
-    if await _when(lambda: bool(caller._mic)):  # the callee is speaking
+    if await _when(lambda: bool(caller._mic) or _ended(call)) and not _ended(call):  # the callee is speaking
         await asyncio.sleep(0.3)
         call.caller_left = True
         caller._ws.transport.abort()  # no close frame, no stop: the line just goes dead
@@ -332,7 +341,7 @@ async def _drop_mid_utterance(call: LiveCall) -> None:
 async def _hang_up_during_goodbye(call: LiveCall) -> None:
     caller = call.caller
     spoke_last = lambda: len(caller.report.turns) == len(caller.lines) and caller.report.turns[-1].first_agent_audio_s is not None  # noqa: E731
-    if await _when(spoke_last):
+    if await _when(lambda: spoke_last() or _ended(call)) and not _ended(call):
         await asyncio.sleep(0.5)  # into the agent's last sentence
         call.caller_left = True
         await caller._send({"event": "stop", "streamSid": caller.stream_sid, "stop": {"callSid": caller.call_sid}})

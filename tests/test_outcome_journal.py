@@ -2,6 +2,7 @@
 neither the outcome nor an after-call effect (an opt-out above all), and nothing is applied twice."""
 
 import asyncio
+import socket
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ from models.context import ContextInstance
 from models.database import make_engine
 from models.domain import ChatMessage, Lead
 from models.enums import LeadStage
+from models.outcome_journal import OutcomeJournal
 from models.tables import Call
 from scripts.local_server import running_server
 from simulator.callee import SimulatedCaller
@@ -118,3 +120,34 @@ async def test_an_opt_out_spoken_while_the_database_is_down_is_applied_when_it_r
     assert messages == turns > 0
     assert (again.status_code, again.json().get("reason_code")) == (422, "opted_out")
     assert "outcome_db_write_failed" in (tmp_path / "server.log").read_text()
+
+
+def test_an_entry_held_by_a_process_that_died_is_replayed_at_once(tmp_path: Path):
+    dead = OutcomeJournal(tmp_path)
+    dead.holder = f"{socket.gethostname()}:{2**22 + 7}:0000"  # no such process
+    dead.append("call-1", "{}", "{}", lease_seconds=3600)
+    live = OutcomeJournal(tmp_path)
+    live.append("call-2", "{}", "{}", lease_seconds=3600)  # this process is on it: left alone
+
+    assert [entry.call_id for entry in live.claim_unconfirmed()] == ["call-1"]
+    assert live.claim_unconfirmed() == []  # leased now
+
+
+def test_a_calls_later_entry_waits_for_its_earlier_one(tmp_path: Path):
+    journal = OutcomeJournal(tmp_path)
+    first = journal.append("call-1", "{}", "{}")
+    journal.release(first, "database unavailable")
+    second = journal.append("call-1", "{}", "{}")
+    journal.release(second, "behind")
+
+    assert second.behind and not first.behind
+    assert [entry.seq for entry in journal.claim_unconfirmed()] == [first.seq]
+
+
+def test_a_finished_call_supersedes_its_in_progress_entry_in_one_step(tmp_path: Path):
+    journal = OutcomeJournal(tmp_path)
+    in_progress = journal.append("call-1", "{}", "{}", lease_seconds=3600)
+    final = journal.append("call-1", "{}", "{}", supersedes=in_progress)
+
+    assert not final.behind
+    assert journal.unconfirmed_count() == 1
