@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from after_call.outcome_writer import replay_spool
+from after_call.outcome_writer import keep_replaying
 from control_api import metrics
 from control_api.body_limit import BodySizeLimitMiddleware
 from control_api.dial_failures import DialFailed, dial_failed_handler, fail_unanswered_call
@@ -59,15 +59,16 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
             return make_dialer(settings, twilio, callee_ws_url=listening.ws_url, on_unanswered=on_unanswered)
 
         async with open_services(settings, dialer_for, dialer) as services:
-            replayed = await asyncio.to_thread(replay_spool, services)
             app.state.services = services
             gauge_refresher = asyncio.create_task(metrics.refresh_active_calls(services.store))
             address_check = asyncio.create_task(warn_if_public_url_is_elsewhere(settings))
-            log.info("service_started", replayed_outcomes=replayed, **settings.safe_summary())
+            # Replays the outcome journal now (what a crash or an outage left) and then periodically.
+            journal_replay = asyncio.create_task(keep_replaying(services))
+            log.info("service_started", **settings.safe_summary())
             try:
                 yield
             finally:
-                for task in (gauge_refresher, address_check):
+                for task in (gauge_refresher, address_check, journal_replay):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task

@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from models.database import init_db, make_engine
+from models.outcome_journal import OutcomeJournal
 from models.session_store import SessionStore, create_session_store
 from models.settings import Settings
 from prompts.openai_context import ContextGenerator
@@ -38,6 +39,8 @@ class Services:
     dialer: Dialer
     # Writes the agent's text replies (OpenAI or the rules).
     sms_responder: SmsResponder
+    # Where finished calls are journaled before the database (after_call/outcome_writer.py).
+    journal: OutcomeJournal
 
 
 def assemble_services(
@@ -53,6 +56,7 @@ def assemble_services(
         context_generator=ContextGenerator(settings),
         dialer=dialer,
         sms_responder=SmsResponder(settings),
+        journal=OutcomeJournal(settings.outcome_journal_dir),
     )
 
 

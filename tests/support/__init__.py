@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import pwd
-import shutil
-import signal
-import subprocess
+import tempfile
 import threading
 import time
-import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-import pytest
-import redis
 import sqlalchemy as sa
 import uvicorn
 from fastapi.testclient import TestClient
@@ -37,6 +29,10 @@ from models.domain import ChatMessage, Lead, PolicyDecision
 from models.session_store import SessionStore
 from models.settings import Settings
 from models.tables import Call
+
+# The real servers the tests start live beside the app's runner (the fault suite starts them too).
+from scripts.local_server import PostgresServer as PostgresServer
+from scripts.local_server import RedisServer as RedisServer
 from scripts.local_server import free_port
 from scripts.simulate_call import DEMO_REQUEST
 from services import Services, assemble_services
@@ -50,58 +46,6 @@ BOOK_MEETING_REQUEST = dict(DEMO_REQUEST)
 TWILIO_FROM_NUMBER = "+15005550006"
 
 
-@dataclass
-class RedisServer:
-    port: int
-    workdir: Path
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (apt-get install redis-server); .ci/run installs it")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def restart(self, down_for: float = 0.5) -> None:
-        self.stop()
-        time.sleep(down_for)
-        self.start()
-
-
 def server_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     return {
         "TELEPHONY_PROVIDER": "none",
@@ -112,6 +56,7 @@ def server_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "RATE_LIMIT_PER_MINUTE": "10000",
         # The suite runs at any hour; every other outreach rule still applies to its calls.
         "ENFORCE_CALLING_HOURS": "false",
+        "OUTCOME_JOURNAL_DIR": str(tmp_path / "journal"),
         **overrides,
     }
 
@@ -133,102 +78,6 @@ def serving(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-POSTGRES_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
-POSTGRES_OS_USER = "pgtest"
-
-
-def _postgres_binary(name: str) -> str:
-    found = shutil.which(name) or next((f"{d}/{name}" for d in POSTGRES_BIN_DIRS if Path(f"{d}/{name}").exists()), None)
-    if found is None:
-        pytest.fail(f"PostgreSQL's {name} is not installed (apt-get install postgresql); the database tests need a real server")
-    return found
-
-
-def _unprivileged_user() -> dict[str, int]:
-    """postgres refuses to run as root: as root, run it as a system user made for the tests."""
-    if os.geteuid() != 0:
-        return {}
-    try:
-        entry = pwd.getpwnam(POSTGRES_OS_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", POSTGRES_OS_USER], check=True)
-        entry = pwd.getpwnam(POSTGRES_OS_USER)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-
-@dataclass
-class PostgresServer:
-    port: int
-    workdir: Path
-    process: subprocess.Popen | None = None
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    def start(self) -> None:
-        as_user = _unprivileged_user()
-        data = self.workdir / "data"
-        if as_user:
-            os.chown(self.workdir, as_user["user"], as_user["group"])
-        subprocess.run(
-            [_postgres_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            cwd=self.workdir,
-            **as_user,
-        )
-        self.process = subprocess.Popen(
-            # No unix socket (-k ''), loopback only; durability is not what these tests are about.
-            [
-                _postgres_binary("postgres"),
-                "-D",
-                str(data),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-k",
-                "",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.workdir / "postgres.log", "wb"),  # noqa: SIM115  (the server outlives this call)
-            cwd=self.workdir,
-            **as_user,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(self.url(), connect_timeout=1).close()
-                return
-            except psycopg.OperationalError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"postgres did not start: {(self.workdir / 'postgres.log').read_text()[-2000:]}") from None
-                time.sleep(0.1)
-
-    def create_database(self) -> str:
-        name = f"test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.url(), autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        return name
-
-    def drop_database(self, name: str) -> None:
-        with psycopg.connect(self.url(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGINT)  # "fast" shutdown
-            self.process.wait(timeout=30)
-            self.process = None
 
 
 CALL_REQUEST = {
@@ -292,13 +141,16 @@ def make_settings(db_url: str, **overrides) -> Settings:
         "enforce_calling_hours": False,
         "rate_limit_per_minute": 10_000,
         "log_level": "WARNING",
+        # Never the working directory's journal: a test's unconfirmed outcome must not reach another's database.
+        "outcome_journal_dir": tempfile.mkdtemp(prefix="journal-"),
         **overrides,
     }
     return Settings(_env_file=None, **values)
 
 
 def services_for(settings: Settings, store: SessionStore, engine: sa.Engine, twilio: TwilioAccount | None = None) -> Services:
-    """The process's services around a given store and engine, as a test builds them by hand."""
+    """The process's services around a given store and engine, as a test builds them by hand (own journal)."""
+    settings = settings.model_copy(update={"outcome_journal_dir": tempfile.mkdtemp(prefix="journal-")})
     return assemble_services(settings, store, engine, twilio, ExternalStreamDialer(settings))
 
 
