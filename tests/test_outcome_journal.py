@@ -50,7 +50,7 @@ def _stored(database_url: str, call_id: str, phone: str) -> tuple[int, int, Lead
         engine.dispose()
 
 
-async def _eventually_opted_out(database_url: str, call_id: str, phone: str, seconds: float = 40) -> tuple:
+async def _eventually_opted_out(database_url: str, call_id: str, phone: str, seconds: float = 90) -> tuple:
     for _ in range(int(seconds / 0.5)):
         try:
             rows, messages, lead, turns = await asyncio.to_thread(_stored, database_url, call_id, phone)
