@@ -16,7 +16,7 @@ from control_api.body_limit import BodySizeLimitMiddleware
 from control_api.dial_failures import DialFailed, dial_failed_handler, fail_unanswered_call
 from control_api.listening_address import ListeningAddress, ListeningAddressMiddleware, warn_if_public_url_is_elsewhere
 from control_api.outreach_gate import OutreachRefused, outreach_refused_handler
-from control_api.routes import calls, form, health, leads, strategies, twilio_status, workspaces
+from control_api.routes import calls, form, health, leads, recordings, strategies, twilio_status, workspaces
 from control_api.routes import metrics as metrics_routes
 from control_api.security import ApiKeyMiddleware
 from control_api.telephony.selection import make_dialer
@@ -25,6 +25,7 @@ from models.log_config import configure_logging, get_logger
 from models.settings import Settings, get_settings
 from services import open_services
 from services.dialer import Dialer
+from services.recording_store import sweep_recordings_periodically
 from services.twilio_account import TwilioAccount
 from voice_worker.media_stream import router as media_stream_router
 
@@ -50,11 +51,12 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
             app.state.services = services
             gauge_refresher = asyncio.create_task(metrics.refresh_active_calls(services.store))
             address_check = asyncio.create_task(warn_if_public_url_is_elsewhere(settings))
+            recording_sweep = asyncio.create_task(sweep_recordings_periodically(settings))
             log.info("service_started", replayed_outcomes=replayed, **settings.safe_summary())
             try:
                 yield
             finally:
-                for task in (gauge_refresher, address_check):
+                for task in (gauge_refresher, address_check, recording_sweep):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(metrics_routes.router)
     app.include_router(media_stream_router)
     app.include_router(form.router)
+    app.include_router(recordings.router)
     app.include_router(twilio_status.router)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value() if settings.api_key else None)
     app.include_router(workspaces.router)

@@ -44,6 +44,8 @@ class Workspace(SQLModel, table=True):
     # The anonymous web form's calls belong to this one (created by the first migration).
     is_default: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    # E.164; where the agent hands a caller who asks for a person. None: it offers a callback.
+    transfer_number: str | None = Field(default=None, max_length=32)
 
 
 class WorkspaceApiKey(SQLModel, table=True):

@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     # budget always apply.
     enforce_calling_hours: bool = True
 
+    # Call recording (voice_worker/call_recorder.py): a stereo WAV per call, caller left, agent right.
+    record_calls: bool = True
+    recordings_dir: str = "data/recordings"
+    # Recordings older than this are deleted (at start-up and then hourly).
+    recording_retention_days: float = Field(default=30.0, gt=0)
+    # Spoken before the opening when set, e.g. "This call is recorded."
+    recording_disclosure: str | None = Field(default=None, max_length=300)
+
     @model_validator(mode="after")
     def _choose_providers(self) -> "Settings":
         if self.stt_provider is None:

@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import Any, ClassVar
 
+import sqlalchemy as sa
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
@@ -48,6 +49,12 @@ class Call(SQLModel, table=True):
     workspace_id: int | None = Field(default=None, foreign_key="workspace.id", index=True)
     lead_id: int | None = Field(default=None, foreign_key="lead.id", index=True)
     strategy_version_id: int | None = Field(default=None, foreign_key="strategy_version.id")
+    # The stereo WAV (caller left, agent right) under RECORDINGS_DIR; None when not recorded.
+    recording_path: str | None = Field(default=None, max_length=500)
+    # The number the caller was handed to (outcome `transferred`).
+    transferred_to: str | None = Field(default=None, max_length=32)
+    # A machine answered and the agent left its message after the beep (outcome `voicemail`).
+    voicemail_left: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
     # Set by POST /calls, not known to the worker: an outcome write must keep them.
     LINK_FIELDS: ClassVar[tuple[str, ...]] = ("workspace_id", "lead_id", "strategy_version_id")

@@ -12,9 +12,10 @@ from models.log_config import get_logger
 from services import Services
 from voice_worker import metrics
 from voice_worker.call_record import finished_call_record, observe_turn_latency
+from voice_worker.call_recorder import with_disclosure
 from voice_worker.call_session import CallSession
 from voice_worker.hangup_policy import HangupPolicy
-from voice_worker.pipeline import build_pipeline
+from voice_worker.pipeline import CallPipeline, build_pipeline
 
 log = get_logger(__name__)
 
@@ -32,7 +33,7 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
 
         @call.transport.event_handler("on_client_connected")
         async def _greet(_transport, _ws):
-            opening = session.agent.opening()
+            opening = with_disclosure(session.agent.opening(), services.settings)
             session.add_agent_line(opening)
             await worker.queue_frame(TTSSpeakFrame(opening))
 
@@ -80,7 +81,13 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
         if session.llm_fallback_used:
             metrics.LLM_FALLBACKS.inc()
         metrics.ACTIVE_CALLS.dec()
-        record = finished_call_record(session, services.settings)
-        observe_turn_latency(record)
-        # Shielded: a cancelled connection handler must still leave the outcome behind.
-        await asyncio.shield(record_finished_call(services, record, session.job))
+        # Shielded: a cancelled connection handler must still leave the recording and outcome behind.
+        await asyncio.shield(_store_call(services, session, call))
+
+
+async def _store_call(services: Services, session: CallSession, call: CallPipeline | None) -> None:
+    if call is not None and call.recorder is not None:
+        session.recording_path = await call.recorder.finish()
+    record = finished_call_record(session, services.settings)
+    observe_turn_latency(record)
+    await record_finished_call(services, record, session.job)

@@ -58,6 +58,7 @@ class CallSession:
     turn_metrics: list[dict[str, float]] = field(default_factory=list)
     llm_fallback_used: bool = False
     agent_speaking: bool = False
+    recording_path: str | None = None
     # Set by the runner: ends the pipeline gracefully once queued speech has played.
     end_pipeline: Callable[[], Awaitable[None]] | None = None
 
