@@ -35,6 +35,8 @@ def finished_call_record(session: CallSession, settings: Settings) -> Call:
         answers=session.answers,
         turn_metrics=session.turn_metrics,
         recording_path=session.recording_path,
+        transferred_to=session.transferred_to,
+        voicemail_left=session.voicemail_left,
     )
 
 

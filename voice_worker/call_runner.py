@@ -14,6 +14,7 @@ from voice_worker import metrics
 from voice_worker.call_record import finished_call_record, observe_turn_latency
 from voice_worker.call_recorder import with_disclosure
 from voice_worker.call_session import CallSession
+from voice_worker.call_transfer import install_handover
 from voice_worker.hangup_policy import HangupPolicy
 from voice_worker.pipeline import CallPipeline, build_pipeline
 
@@ -30,6 +31,7 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
         worker = call.worker
         policy = HangupPolicy(session, worker, call.serializer, services.settings)
         session.end_pipeline = policy.finish
+        install_handover(services, session, call.serializer)
 
         @call.transport.event_handler("on_client_connected")
         async def _greet(_transport, _ws):

@@ -16,6 +16,8 @@ _ACKS = ("Thank you.", "Got it.", "Great, thanks.", "Understood.")
 _GOODBYE_OPT_OUT = "I'm sorry for the interruption. I've removed your number and you won't be called again. Goodbye."
 _GOODBYE_CALLBACK = "No problem at all, we'll call you back at a better time. Goodbye."
 _GOODBYE_NOT_INTERESTED = "Understood, thank you for your time. Have a good day. Goodbye."
+_HANDOVER = "Of course. I'm connecting you with a colleague now, please hold."
+_OFFER_CALLBACK = "I'm sorry, nobody from the team is available to take the call right now. Would you like us to call you back?"
 _REPROMPT = "Are you still there?"
 _SILENCE_GOODBYE = "It seems I've lost you. We'll try again another time. Goodbye."
 _MAX_DURATION_GOODBYE = "I'm sorry, I need to wrap up the call now. Thank you for your time. Goodbye."
@@ -45,8 +47,10 @@ _GOAL_OUTCOME = {
 
 
 class RuleBasedAgent:
-    def __init__(self, context: ContextInstance) -> None:
+    def __init__(self, context: ContextInstance, can_transfer: bool = False) -> None:
         self.context = context
+        self.can_transfer = can_transfer
+        self._callback_offered = False
         self.phase = Phase.OPENING
         self.answers: dict[str, str] = {}
         self.caller_spoke = False
@@ -83,8 +87,11 @@ class RuleBasedAgent:
 
         if intent is Intent.OPT_OUT:
             return self._end(_GOODBYE_OPT_OUT, CallOutcome.OPTED_OUT, EndReason.OPT_OUT)
-        if intent is Intent.CALLBACK:
+        if intent is Intent.CALLBACK or (self._callback_offered and intent is Intent.YES):
             return self._end(_GOODBYE_CALLBACK, CallOutcome.CALLBACK_REQUESTED)
+        self._callback_offered = False
+        if intent is Intent.HUMAN:
+            return self.human_requested()
         if intent is Intent.NOT_INTERESTED or (intent is Intent.NO and self.phase is not Phase.QUESTIONS):
             return self._refused()
         if intent in OBJECTIONS:
@@ -98,6 +105,14 @@ class RuleBasedAgent:
             self._question_index += 1
             return self._ask_next_question(ack=_ACKS[self._turns % len(_ACKS)])
         return self._commitment_answer(intent, caller_text)
+
+    def human_requested(self) -> AgentReply:
+        """The caller asked for a person: hand over when the workspace has someone, else offer a callback."""
+        if self.can_transfer:
+            return self._end(_HANDOVER, CallOutcome.TRANSFERRED)
+        self._callback_offered = True
+        self._last_asked = _OFFER_CALLBACK
+        return AgentReply(_OFFER_CALLBACK)
 
     def take_over(self, caller_turns: int) -> None:
         """Pick the walk up mid-call, after another responder (the LLM) handled the first turns."""

@@ -117,6 +117,11 @@ class EmulatedCall:
     callbacks: list[CallbackDelivery] = field(default_factory=list)
     updates: list[dict[str, list[str]]] = field(default_factory=list)
     hangup: asyncio.Event = field(default_factory=asyncio.Event)
+    # A live update with new TwiML (a transfer): the stream ends and the call runs this instead.
+    redirect_twiml: str | None = None
+    redirected: asyncio.Event = field(default_factory=asyncio.Event)
+    # Numbers a <Dial> connected the call to.
+    dialed: list[str] = field(default_factory=list)
     sequence: int = 0
 
     def first(self, name: str) -> str | None:
@@ -302,6 +307,16 @@ class TwilioRestEmulator:
             return self._not_found(request)
         form = await self._form(request) or {}
         call.updates.append(form)
+        twiml = (form.get("Twiml") or [""])[0]
+        if twiml:
+            if _parse_twiml(twiml) is None:
+                return _error(400, 12100, "Document parse failure: Twiml is not a <Response> document")
+            if call.status != "in-progress":
+                return _error(400, 21220, "Call is not in-progress. Cannot redirect.")
+            call.redirect_twiml = twiml
+            call.redirected.set()
+            call.date_updated = datetime.now(UTC)
+            return JSONResponse(call.resource())
         wanted = (form.get("Status") or [""])[0]
         if wanted and wanted not in ("completed", "canceled"):
             return _error(400, 21220, f"Invalid call state: Status must be completed or canceled, not {wanted}")
@@ -483,7 +498,15 @@ class TwilioRestEmulator:
         if document is None:
             call.said.append("We are sorry, an application error has occurred. Goodbye.")
             return
+        await self._run_twiml(call, document, replaceable=True)
+        if call.redirect_twiml is not None and not call.hangup.is_set():
+            await self._run_twiml(call, _parse_twiml(call.redirect_twiml) or ET.Element("Response"), replaceable=False)
+
+    async def _run_twiml(self, call: EmulatedCall, document: ET.Element, *, replaceable: bool) -> None:
+        """Run the verbs in order; a live update with new TwiML abandons the rest of the first document."""
         for verb in document:
+            if replaceable and call.redirected.is_set():
+                return
             if call.hangup.is_set():
                 return
             if verb.tag == "Connect":
@@ -497,6 +520,10 @@ class TwilioRestEmulator:
                 await asyncio.sleep(min(float(verb.get("length", "1")), 2.0))
             elif verb.tag == "Hangup":
                 return
+            elif verb.tag == "Dial":
+                number = (verb.text or "").strip() or next((n.text or "" for n in verb if n.tag == "Number"), "")
+                call.dialed.append(number.strip())
+                await asyncio.sleep(0.05)
 
     async def _amd_verdict(self, call: EmulatedCall, verdict: str) -> None:
         await asyncio.sleep(call.callee.amd_seconds)
@@ -555,10 +582,12 @@ class TwilioRestEmulator:
         )
         talking = asyncio.create_task(caller.run())
         hangup = asyncio.create_task(call.hangup.wait())
+        redirected = asyncio.create_task(call.redirected.wait())
         try:
-            await asyncio.wait({talking, hangup}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({talking, hangup, redirected}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             hangup.cancel()
+            redirected.cancel()
             if not talking.done():
                 talking.cancel()  # our side hung up: the websocket closes as the call drops
             with contextlib.suppress(asyncio.CancelledError, Exception):
