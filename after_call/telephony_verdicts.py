@@ -30,6 +30,8 @@ TWILIO_STATUSES = (*STATUS_RANK, *TERMINAL)
 # AnsweredBy values that mean a machine took the call (fax included: nobody to talk to).
 MACHINE_ANSWERS = frozenset({"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"})
 ANSWERED_BY_VALUES = (*sorted(MACHINE_ANSWERS), "human", "unknown")
+# With MachineDetection=DetectMessageEnd: the machine's greeting is over, a message can be left now.
+MESSAGE_ENDED = frozenset({"machine_end_beep", "machine_end_silence", "machine_end_other"})
 # A conversation's own end decision is never overridden, least of all an opt-out.
 KEEP_OUTCOMES = frozenset({CallOutcome.OPTED_OUT})
 

@@ -11,6 +11,7 @@ SttProvider = Literal["deepgram", "local"]
 LlmProvider = Literal["openai", "local"]
 TtsProvider = Literal["cartesia", "local"]
 TelephonyProvider = Literal["twilio", "simulator", "none"]
+VoicemailAction = Literal["leave_message", "hang_up"]
 
 
 class Settings(BaseSettings):
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     openai_context_timeout_seconds: float = Field(default=8.0, gt=0)
     # Twilio answering-machine detection (async: the call connects at once, the verdict comes later).
     twilio_machine_detection: bool = True
+    # When a machine answers: wait for the beep (Twilio's message-end detection) and leave a short
+    # message built from the context, or hang up at once.
+    voicemail_action: VoicemailAction = "leave_message"
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -143,8 +143,11 @@ class TwilioAccount:
         if self.settings.twilio_machine_detection:
             # Asynchronous AMD: the callee hears the agent at once instead of after seconds of
             # detection; a machine verdict arrives at the same callback and ends the call as voicemail.
+            # DetectMessageEnd: the verdict for a machine comes once its greeting has ended (at the
+            # beep), which is when a message can be left.
+            leave_message = self.settings.voicemail_action == "leave_message"
             options |= {
-                "machine_detection": "Enable",
+                "machine_detection": "DetectMessageEnd" if leave_message else "Enable",
                 "async_amd": "true",
                 "async_amd_status_callback": callback,
                 "async_amd_status_callback_method": "POST",

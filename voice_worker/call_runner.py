@@ -17,6 +17,7 @@ from voice_worker.call_session import CallSession
 from voice_worker.call_transfer import install_handover
 from voice_worker.hangup_policy import HangupPolicy
 from voice_worker.pipeline import CallPipeline, build_pipeline
+from voice_worker.voicemail import leave_voicemail_at_the_beep, watches_for_voicemail
 
 log = get_logger(__name__)
 
@@ -25,6 +26,7 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
     call = None
     policy = None
     limit_task = None
+    voicemail_task = None
     metrics.ACTIVE_CALLS.inc()
     try:
         call = build_pipeline(websocket, services.settings, session)
@@ -63,6 +65,8 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
             session.add_agent_line(message.content, interrupted=message.interrupted, dedupe=True)
 
         limit_task = asyncio.create_task(policy.enforce_max_duration())
+        if watches_for_voicemail(services):
+            voicemail_task = asyncio.create_task(leave_voicemail_at_the_beep(services, session, worker, policy))
         await WorkerRunner(handle_sigint=False).run(worker)
     except asyncio.CancelledError:
         session.record_end(session.agent.provisional_outcome(), EndReason.ERROR, error="worker shutting down")
@@ -71,8 +75,9 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
         log.exception("call_pipeline_failed", call_id=session.call_id)
         session.record_end(session.agent.provisional_outcome(), EndReason.ERROR, error=f"{type(exc).__name__}: {exc}"[:500])
     finally:
-        if limit_task is not None:
-            limit_task.cancel()
+        for task in (limit_task, voicemail_task):
+            if task is not None:
+                task.cancel()
         if policy is not None:
             await policy.cancel()
         if session.outcome is None:

@@ -77,13 +77,16 @@ class Callee:
     ring_seconds: float = 0.3
     # Time from answer to the AMD verdict (Twilio's takes a few seconds).
     amd_seconds: float = 0.8
+    # With MachineDetection=DetectMessageEnd: seconds after the AMD start until the beep.
+    greeting_seconds: float = 4.5
     # The emulated phone hangs up by itself after this long on the media stream.
     max_stream_seconds: float = 120.0
     # Open the stream with a wrong token, as a forged or stale stream would: the app must refuse it.
     wrong_stream_token: bool = False
 
 
-VOICEMAIL_GREETING = [CallerLine("hi you have reached alex please leave a message after the tone", pause=0.0)]
+# A machine plays its greeting as soon as it picks up, over whatever the agent says.
+VOICEMAIL_GREETING = [CallerLine("hi you have reached alex please leave a message after the tone", barge_in_after=0.0)]
 
 
 @dataclass
@@ -527,6 +530,10 @@ class TwilioRestEmulator:
 
     async def _amd_verdict(self, call: EmulatedCall, verdict: str) -> None:
         await asyncio.sleep(call.callee.amd_seconds)
+        if verdict == "machine_start" and call.first("MachineDetection") == "DetectMessageEnd":
+            # Twilio waits for the end of the greeting and reports how it ended.
+            await asyncio.sleep(call.callee.greeting_seconds)
+            verdict = "machine_end_beep"
         if call.status != "in-progress":
             return
         call.answered_by = verdict
