@@ -26,6 +26,11 @@ def recording_path(settings: Settings, call_id: str) -> Path:
     return recordings_dir(settings) / f"{call_id}.wav"
 
 
+def context_path(settings: Settings, call_id: str) -> Path:
+    """The call's context beside its recording, so that a replay runs the same call (scripts/replay.py)."""
+    return recordings_dir(settings) / f"{call_id}.context.json"
+
+
 def is_wav(path: Path) -> bool:
     """A RIFF/WAVE header; what a player needs to find before it plays anything."""
     try:
@@ -43,7 +48,7 @@ def sweep_expired_recordings(settings: Settings, now: float | None = None) -> in
         return 0
     cutoff = (time.time() if now is None else now) - settings.recording_retention_days * 86400
     deleted = 0
-    for path in folder.glob("*.wav"):
+    for path in [*folder.glob("*.wav"), *folder.glob("*.context.json")]:
         with contextlib.suppress(FileNotFoundError):
             if path.stat().st_mtime < cutoff:
                 path.unlink()

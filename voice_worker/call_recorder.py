@@ -11,10 +11,11 @@ from pathlib import Path
 
 from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
 
+from models.context import ContextInstance
 from models.log_config import get_logger
 from models.settings import Settings
 from models.twilio_media import SAMPLE_RATE
-from services.recording_store import recording_path
+from services.recording_store import context_path, recording_path
 
 log = get_logger(__name__)
 
@@ -25,9 +26,11 @@ CHUNK_BYTES = SAMPLE_RATE * SAMPLE_WIDTH * 5
 
 
 class CallRecorder:
-    def __init__(self, settings: Settings, call_id: str) -> None:
+    def __init__(self, settings: Settings, call_id: str, context: ContextInstance) -> None:
         self.call_id = call_id
+        self.context = context
         self.path: Path = recording_path(settings, call_id)
+        self.context_path: Path = context_path(settings, call_id)
         self.buffer = AudioBufferProcessor(
             sample_rate=SAMPLE_RATE, num_channels=CHANNELS, buffer_size=CHUNK_BYTES, auto_start_recording=True
         )
@@ -70,7 +73,13 @@ class CallRecorder:
         except OSError:
             log.exception("recording_close_failed", call_id=self.call_id)
         self._wav = None
-        return None if self._failed else str(self.path)
+        if self._failed:
+            return None
+        try:
+            self.context_path.write_text(self.context.model_dump_json())
+        except OSError:
+            log.exception("recording_context_write_failed", call_id=self.call_id)
+        return str(self.path)
 
 
 def with_disclosure(opening: str, settings: Settings) -> str:

@@ -16,6 +16,7 @@ from voice_worker.call_recorder import with_disclosure
 from voice_worker.call_session import CallSession
 from voice_worker.call_transfer import install_handover
 from voice_worker.hangup_policy import HangupPolicy
+from voice_worker.live_transcript import publish_transcript, stop_publishing
 from voice_worker.pipeline import CallPipeline, build_pipeline
 from voice_worker.voicemail import leave_voicemail_at_the_beep, watches_for_voicemail
 
@@ -27,6 +28,7 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
     policy = None
     limit_task = None
     voicemail_task = None
+    live_transcript = None
     metrics.ACTIVE_CALLS.inc()
     try:
         call = build_pipeline(websocket, services.settings, session)
@@ -65,6 +67,7 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
             session.add_agent_line(message.content, interrupted=message.interrupted, dedupe=True)
 
         limit_task = asyncio.create_task(policy.enforce_max_duration())
+        live_transcript = asyncio.create_task(publish_transcript(services, session))
         if watches_for_voicemail(services):
             voicemail_task = asyncio.create_task(leave_voicemail_at_the_beep(services, session, worker, policy))
         await WorkerRunner(handle_sigint=False).run(worker)
@@ -89,10 +92,11 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
             metrics.LLM_FALLBACKS.inc()
         metrics.ACTIVE_CALLS.dec()
         # Shielded: a cancelled connection handler must still leave the recording and outcome behind.
-        await asyncio.shield(_store_call(services, session, call))
+        await asyncio.shield(_store_call(services, session, call, live_transcript))
 
 
-async def _store_call(services: Services, session: CallSession, call: CallPipeline | None) -> None:
+async def _store_call(services: Services, session: CallSession, call: CallPipeline | None, live: asyncio.Task | None) -> None:
+    await stop_publishing(live)
     if call is not None and call.recorder is not None:
         session.recording_path = await call.recorder.finish()
     record = finished_call_record(session, services.settings)

@@ -75,7 +75,7 @@ def build_pipeline(websocket: WebSocket, settings: Settings, session: CallSessio
             user_idle_timeout=settings.silence_timeout_seconds,
         ),
     )
-    recorder = CallRecorder(settings, session.call_id) if settings.record_calls else None
+    recorder = CallRecorder(settings, session.call_id, session.context) if settings.record_calls else None
     pipeline = Pipeline(
         [
             transport.input(),  # Twilio media in: 8 kHz mu-law -> PCM
