@@ -19,6 +19,7 @@ from control_api.outreach_gate import OutreachRefused, outreach_refused_handler
 from control_api.routes import calls, form, health, leads, recordings, strategies, twilio_status, workspaces
 from control_api.routes import metrics as metrics_routes
 from control_api.security import ApiKeyMiddleware
+from control_api.telephony.call_progress import report_machine_verdict
 from control_api.telephony.selection import make_dialer
 from control_api.validation_errors import request_validation_handler
 from models.log_config import configure_logging, get_logger
@@ -43,8 +44,17 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
         async def on_unanswered(call_id: str, reason: str) -> None:
             await fail_unanswered_call(app.state.services, call_id, reason)
 
+        async def on_machine_verdict(call_id: str, call_sid: str, answered_by: str) -> None:
+            await report_machine_verdict(app.state.services, call_id, call_sid, answered_by)
+
         def dialer_for(settings: Settings, twilio: TwilioAccount | None) -> Dialer:
-            return make_dialer(settings, twilio, callee_ws_url=listening.ws_url, on_unanswered=on_unanswered)
+            return make_dialer(
+                settings,
+                twilio,
+                callee_ws_url=listening.ws_url,
+                on_unanswered=on_unanswered,
+                on_machine_verdict=on_machine_verdict,
+            )
 
         async with open_services(settings, dialer_for, dialer) as services:
             replayed = await asyncio.to_thread(replay_spool, services)

@@ -12,6 +12,7 @@ LlmProvider = Literal["openai", "local"]
 TtsProvider = Literal["cartesia", "local"]
 TelephonyProvider = Literal["twilio", "simulator", "none"]
 VoicemailAction = Literal["leave_message", "hang_up"]
+SimulatorScenario = Literal["happy", "barge_in", "opt_out", "not_interested", "silent", "voicemail"]
 
 
 class Settings(BaseSettings):
@@ -27,6 +28,9 @@ class Settings(BaseSettings):
     # Where TELEPHONY_PROVIDER=simulator's callee connects; unset: this server's own /ws, at the
     # address a request reached it at (PUBLIC_BASE_URL may name a proxy, or another port).
     simulator_ws_url: str | None = None
+    # Who answers TELEPHONY_PROVIDER=simulator's calls (simulator/caller_scripts.py); `voicemail` is a
+    # machine, with answering-machine verdicts like Twilio's.
+    simulator_scenario: SimulatorScenario = "happy"
 
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None

@@ -78,3 +78,25 @@ def test_with_hang_up_the_machine_is_hung_up_on_without_a_message(twilio_live_se
     assert sent.first("MachineDetection") == "Enable" and sent.answered_by == "machine_start"
     assert shown["outcome"] == "voicemail" and shown["voicemail_left"] is False
     assert not any("call us back" in e["text"] for e in shown["transcript"])
+
+
+@pytest.fixture(scope="module", params=["leave_message", "hang_up"])
+def simulated_machine(request, tmp_path_factory) -> Iterator[tuple[str, str]]:
+    """A server whose simulated callee is an answering machine, with each VOICEMAIL_ACTION."""
+    tmp = tmp_path_factory.mktemp(f"server-simulated-machine-{request.param}")
+    env = server_env(tmp, TELEPHONY_PROVIDER="simulator", SIMULATOR_SCENARIO="voicemail", VOICEMAIL_ACTION=request.param)
+    with running_server(env, log_path=tmp / "server.log") as base_url:
+        yield base_url, request.param
+
+
+def test_the_simulator_covers_both_voicemail_actions(simulated_machine):
+    base_url, action = simulated_machine
+    answer = httpx.post(f"{base_url}/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550162"), timeout=30)
+    assert answer.status_code == 201, answer.text
+
+    shown = wait_for_end(base_url, answer.json()["id"])
+    left_message = any("call us back" in e["text"] for e in shown["transcript"] if e["role"] == "agent")
+
+    assert shown["outcome"] == "voicemail"
+    assert shown["voicemail_left"] is (action == "leave_message")
+    assert left_message is (action == "leave_message")

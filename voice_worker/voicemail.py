@@ -13,7 +13,7 @@ import asyncio
 from pipecat.frames.frames import InterruptionFrame
 from pipecat.pipeline.worker import PipelineWorker
 
-from after_call.telephony_verdicts import MESSAGE_ENDED, load_progress
+from after_call.telephony_verdicts import MACHINE_ANSWERS, MESSAGE_ENDED, load_progress
 from models.enums import CallOutcome, EndReason
 from models.log_config import get_logger
 from models.session_store import SessionStoreUnavailable
@@ -30,8 +30,15 @@ INTERRUPTION_SETTLE_SECONDS = 0.3
 
 
 def watches_for_voicemail(services: Services) -> bool:
+    """On Twilio a hang-up on a machine is the control API's REST call; the simulator has no such call."""
     settings = services.settings
+    if settings.telephony_provider == "simulator":
+        return True
     return settings.voicemail_action == "leave_message" and settings.telephony_provider == "twilio"
+
+
+def _act_on(answered_by: str | None, action: str) -> bool:
+    return answered_by in (MESSAGE_ENDED if action == "leave_message" else MACHINE_ANSWERS)
 
 
 async def leave_voicemail_at_the_beep(
@@ -42,12 +49,18 @@ async def leave_voicemail_at_the_beep(
             progress = await load_progress(services, session.call_id)
         except SessionStoreUnavailable:
             progress = None
-        if progress is not None and progress.answered_by in MESSAGE_ENDED:
+        if progress is not None and _act_on(progress.answered_by, services.settings.voicemail_action):
             break
         await asyncio.sleep(POLL_SECONDS)
     else:
         return
     if session.ending:
+        return
+    if services.settings.voicemail_action == "hang_up":
+        log.info("machine_answered_call_ended", call_id=session.call_id, answered_by=progress.answered_by)
+        session.agent.phase = Phase.ENDED
+        await worker.queue_frame(InterruptionFrame())
+        await session.end_call(CallOutcome.VOICEMAIL)
         return
     log.info("voicemail_beep_heard", call_id=session.call_id, answered_by=progress.answered_by)
     # Nothing more to say to the greeting: stop mid-sentence and speak to the recording instead.

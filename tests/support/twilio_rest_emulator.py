@@ -48,6 +48,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from models.log_config import get_logger
+from simulator import caller_scripts
 from simulator.caller_scripts import CallerLine
 
 log = get_logger(__name__)
@@ -85,8 +86,7 @@ class Callee:
     wrong_stream_token: bool = False
 
 
-# A machine plays its greeting as soon as it picks up, over whatever the agent says.
-VOICEMAIL_GREETING = [CallerLine("hi you have reached alex please leave a message after the tone", barge_in_after=0.0)]
+VOICEMAIL_GREETING = [caller_scripts.VOICEMAIL_GREETING]
 
 
 @dataclass
