@@ -128,3 +128,31 @@ def test_recordings_past_their_retention_are_swept(tmp_path):
 
     assert sweep_expired_recordings(settings, now=now) == 1
     assert not old.exists() and fresh.exists()
+
+
+@pytest.fixture(scope="module", params=["max_duration", "not_recorded"])
+def other_server(request, tmp_path_factory) -> Iterator[tuple[str, Path, str]]:
+    tmp = tmp_path_factory.mktemp(f"server-recording-{request.param}")
+    settings = {"MAX_CALL_SECONDS": "6"} if request.param == "max_duration" else {"RECORD_CALLS": "false"}
+    env = server_env(tmp, API_KEY=API_KEY, RECORDINGS_DIR=str(tmp / "recordings"), SILENCE_TIMEOUT_SECONDS="3", **settings)
+    with running_server(env, log_path=tmp / "server.log") as base_url:
+        yield base_url, tmp / "recordings", request.param
+
+
+async def test_a_call_cut_at_max_duration_is_recorded_and_record_calls_false_records_nothing(other_server, tmp_path):
+    base_url, recordings, case = other_server
+    scenario = "happy" if case == "max_duration" else "opt_out"
+    report = await simulate(base_url, scenario, tmp_path, dict(BOOK_MEETING_REQUEST, phone="+14155550144"), HEADERS)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        served = await http.get(f"/calls/{report['call_id']}/recording", headers=HEADERS)
+        shown = (await http.get(f"/calls/{report['call_id']}", headers=HEADERS)).json()
+
+    path = recordings / f"{report['call_id']}.wav"
+    if case == "max_duration":
+        assert report["end_reason"] == "max_duration"
+        with wave.open(str(path), "rb") as wav:
+            assert wav.getnframes() / wav.getframerate() >= 6
+        assert served.status_code == 200 and shown["has_recording"] is True
+    else:
+        assert report["outcome"] == "opted_out"
+        assert not path.exists() and served.status_code == 404 and shown["has_recording"] is False
