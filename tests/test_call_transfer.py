@@ -1,7 +1,10 @@
 """A caller who asks for a person is handed to the workspace's transfer number, or offered a callback."""
 
+import json
+import threading
 import time
 import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -10,9 +13,10 @@ from models.call_request import CallRequest
 from models.enums import CallOutcome
 from prompts.caller_intent import Intent, classify
 from prompts.context_builder import build_context
+from scripts.local_server import running_server
 from scripts.simulate_call import DEMO_REQUEST
 from simulator.caller_scripts import CallerLine
-from tests.support import BOOK_MEETING_REQUEST
+from tests.support import BOOK_MEETING_REQUEST, server_env
 from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
 from voice_worker.rule_agent import RuleBasedAgent
 
@@ -133,3 +137,63 @@ def test_on_twilio_the_live_call_is_updated_to_dial_the_transfer_number(twilio_l
     # Handed over, not hung up: no Status=completed update, and the emulated phone dialed the person.
     assert not any("Status" in u for u in sent.updates)
     assert sent.dialed == [TRANSFER_NUMBER]
+
+
+class _OpenAIAsksForTransfer(BaseHTTPRequestHandler):
+    """A chat completions endpoint that answers every turn with a transfer_call tool call (streamed)."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        chunks = [
+            {
+                "tool_calls": [
+                    {"index": 0, "id": "call_1", "type": "function", "function": {"name": "transfer_call", "arguments": ""}}
+                ]
+            },
+            {"tool_calls": [{"index": 0, "function": {"arguments": '{"reason": "asked for a human"}'}}]},
+        ]
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        for i, delta in enumerate([*chunks, {}]):
+            finish = "tool_calls" if i == len(chunks) else None
+            body = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            self.wfile.write(f"data: {json.dumps(body)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *_args):
+        pass
+
+
+@pytest.fixture()
+def transferring_openai():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OpenAIAsksForTransfer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+async def test_the_llm_transfer_call_tool_hands_the_caller_over(tmp_path, transferring_openai):
+    from simulator.callee import SimulatedCaller
+
+    env = server_env(tmp_path, LLM_PROVIDER="openai", OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=transferring_openai)
+    with running_server(env, log_path=tmp_path / "server.log") as base:
+        key = workspace_key(base, transfer_number=TRANSFER_NUMBER)
+        async with httpx.AsyncClient(base_url=base, headers=key, timeout=30) as http:
+            call = (await http.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550153"))).json()
+            stream = call["stream"]
+            caller = SimulatedCaller(
+                base.replace("http", "ws", 1) + "/ws", stream["call_id"], stream["token"], [CallerLine("yes sure")]
+            )
+            await caller.run()
+        shown = wait_for_end(base, call["id"], key)
+
+    assert shown["outcome"] == "transferred" and shown["transferred_to"] == TRANSFER_NUMBER
+    assert "connecting you" in [e["text"] for e in shown["transcript"] if e["role"] == "agent"][-1]
