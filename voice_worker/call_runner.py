@@ -98,7 +98,11 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
 async def _store_call(services: Services, session: CallSession, call: CallPipeline | None, live: asyncio.Task | None) -> None:
     await stop_publishing(live)
     if call is not None and call.recorder is not None:
-        session.recording_path = await call.recorder.finish()
+        try:
+            session.recording_path = await call.recorder.finish()
+        except Exception:
+            # A lost recording is logged; the outcome is still written.
+            log.exception("recording_not_saved", call_id=session.call_id)
     record = finished_call_record(session, services.settings)
     observe_turn_latency(record)
     await record_finished_call(services, record, session.job)
