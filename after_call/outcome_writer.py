@@ -22,7 +22,7 @@ from after_call import metrics
 from after_call.lead_updates import update_lead_after_call
 from after_call.missed_call_textback import send_missed_call_textback
 from after_call.sms_followup import send_sms_followup
-from after_call.telephony_verdicts import reconcile_with_telephony
+from after_call.telephony_verdicts import reconcile_with_telephony, with_known_verdict
 from models.call_job import CallJob, utcnow
 from models.enums import CallGoal, CallOutcome, CallStatus, EndReason
 from models.log_config import get_logger
@@ -208,6 +208,7 @@ async def record_finished_call(
     `replay_journal`, from the step where it stopped. `in_progress`: the call's entry from
     `journal_call_in_progress`, which this one replaces.
     """
+    record = await with_known_verdict(services, record)
     entry = await asyncio.to_thread(
         services.journal.append, record.id, record.model_dump_json(), job.model_dump_json(), supersedes=in_progress
     )

@@ -30,6 +30,8 @@ TWILIO_STATUSES = (*STATUS_RANK, *TERMINAL)
 # AnsweredBy values that mean a machine took the call (fax included: nobody to talk to).
 MACHINE_ANSWERS = frozenset({"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"})
 ANSWERED_BY_VALUES = (*sorted(MACHINE_ANSWERS), "human", "unknown")
+# With MachineDetection=DetectMessageEnd: the machine's greeting is over, a message can be left now.
+MESSAGE_ENDED = frozenset({"machine_end_beep", "machine_end_silence", "machine_end_other"})
 # A conversation's own end decision is never overridden, least of all an opt-out.
 KEEP_OUTCOMES = frozenset({CallOutcome.OPTED_OUT})
 
@@ -104,6 +106,21 @@ async def reconcile(services: Services, call_id: str, progress: TelephonyProgres
         log.info(
             "call_reconciled_with_telephony", call_id=call_id, outcome=record.outcome, telephony_status=record.telephony_status
         )
+    return record
+
+
+async def with_known_verdict(services: Services, record: Call) -> Call:
+    """The finished call with what Twilio has said of it so far, before anything stores or shows it:
+    readers never see `no_answer` for a call a machine answered while the hooks are still to run."""
+    try:
+        progress = await load_progress(services, record.id)
+    except SessionStoreUnavailable:
+        return record
+    if progress.machine and record.outcome not in KEEP_OUTCOMES:
+        record.outcome = CallOutcome.VOICEMAIL
+    if progress.status and rank(progress.status) > rank(record.telephony_status):
+        record.telephony_status = progress.status
+    record.twilio_call_sid = record.twilio_call_sid or progress.call_sid
     return record
 
 

@@ -23,6 +23,7 @@ from control_api.routes import (
     lead_conversations,
     leads,
     numbers,
+    recordings,
     strategies,
     twilio_messages,
     twilio_status,
@@ -32,12 +33,14 @@ from control_api.routes import (
 )
 from control_api.routes import metrics as metrics_routes
 from control_api.security import ApiKeyMiddleware
+from control_api.telephony.call_progress import report_machine_verdict
 from control_api.telephony.selection import make_dialer
 from control_api.validation_errors import request_validation_handler
 from models.log_config import configure_logging, get_logger
 from models.settings import Settings, get_settings
 from services import open_services
 from services.dialer import Dialer
+from services.recording_store import sweep_recordings_periodically
 from services.twilio_account import TwilioAccount
 from voice_worker.media_stream import router as media_stream_router
 
@@ -55,8 +58,17 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
         async def on_unanswered(call_id: str, reason: str) -> None:
             await fail_unanswered_call(app.state.services, call_id, reason)
 
+        async def on_machine_verdict(call_id: str, call_sid: str, answered_by: str) -> None:
+            await report_machine_verdict(app.state.services, call_id, call_sid, answered_by)
+
         def dialer_for(settings: Settings, twilio: TwilioAccount | None) -> Dialer:
-            return make_dialer(settings, twilio, callee_ws_url=listening.ws_url, on_unanswered=on_unanswered)
+            return make_dialer(
+                settings,
+                twilio,
+                callee_ws_url=listening.ws_url,
+                on_unanswered=on_unanswered,
+                on_machine_verdict=on_machine_verdict,
+            )
 
         async with open_services(settings, dialer_for, dialer) as services:
             app.state.services = services
@@ -64,11 +76,12 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
             address_check = asyncio.create_task(warn_if_public_url_is_elsewhere(settings))
             # Replays the outcome journal now (what a crash or an outage left) and then periodically.
             journal_replay = asyncio.create_task(keep_replaying(services))
+            recording_sweep = asyncio.create_task(sweep_recordings_periodically(settings))
             log.info("service_started", **settings.safe_summary())
             try:
                 yield
             finally:
-                for task in (gauge_refresher, address_check, journal_replay):
+                for task in (gauge_refresher, address_check, journal_replay, recording_sweep):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
@@ -79,6 +92,7 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(metrics_routes.router)
     app.include_router(media_stream_router)
     app.include_router(form.router)
+    app.include_router(recordings.router)
     app.include_router(twilio_status.router)
     app.include_router(twilio_voice.router)
     app.include_router(twilio_messages.router)

@@ -1,6 +1,7 @@
 """The short-lived record of one call, kept in the session store."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, Field, computed_field
@@ -27,6 +28,8 @@ class CallJob(BaseModel):
     outcome: CallOutcome | None = None
     twilio_call_sid: str | None = None
     telephony_status: str | None = None
+    # The conversation so far, published by the worker while the call is under way.
+    transcript: list[dict[str, Any]] = Field(default_factory=list)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -45,6 +45,12 @@ class CallStatusResponse(BaseModel):
     transcript: list[dict[str, Any]] = []
     answers: dict[str, Any] = {}
     turn_metrics: list[dict[str, Any]] = []
+    # Outcome `transferred`: the number the caller was handed to.
+    transferred_to: str | None = None
+    # Outcome `voicemail`: whether the agent left its message after the beep.
+    voicemail_left: bool = False
+    # A recording is stored (GET /calls/{id}/recording, or the form's player).
+    has_recording: bool = False
 
 
 # Computed for a live job; everything else is copied by name from the job or the stored record.
@@ -59,7 +65,11 @@ def call_status(source: Call | CallJob, job: CallJob | None = None) -> CallStatu
         for name in CallStatusResponse.model_fields
         if name not in _LIVE_ONLY and getattr(source, name, None) is not None
     }
-    fields |= {"id": str(source.id), "phone": mask_phone(source.phone)}
+    fields |= {
+        "id": str(source.id),
+        "phone": mask_phone(source.phone),
+        "has_recording": bool(getattr(source, "recording_path", None)),
+    }
     if live is not None:
         fields |= {"expires_at": live.expires_at, "seconds_until_expiry": round(live.seconds_until_expiry(), 3)}
     return CallStatusResponse.model_validate(fields)

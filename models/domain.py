@@ -62,6 +62,9 @@ class Workspace(SQLModel, table=True):
     # Twilio's auth token). Issued by POST /workspaces/{id}/webhook-secret, shown once.
     webhook_secret: str | None = Field(default=None, max_length=128)
 
+    # E.164; where the agent hands a caller who asks for a person. None: it offers a callback.
+    transfer_number: str | None = Field(default=None, max_length=32)
+
 
 class PhoneNumber(SQLModel, table=True):
     """One of a workspace's Twilio numbers: calls and texts to it are the workspace's."""

@@ -44,6 +44,7 @@ class CallOutcome(StrEnum):
     OPTED_OUT = "opted_out"
     NO_ANSWER = "no_answer"
     VOICEMAIL = "voicemail"
+    TRANSFERRED = "transferred"
 
 
 class EndReason(StrEnum):

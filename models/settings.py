@@ -11,6 +11,8 @@ SttProvider = Literal["deepgram", "local"]
 LlmProvider = Literal["openai", "local"]
 TtsProvider = Literal["cartesia", "local"]
 TelephonyProvider = Literal["twilio", "simulator", "none"]
+VoicemailAction = Literal["leave_message", "hang_up"]
+SimulatorScenario = Literal["happy", "barge_in", "opt_out", "not_interested", "silent", "voicemail"]
 
 
 class Settings(BaseSettings):
@@ -26,6 +28,9 @@ class Settings(BaseSettings):
     # Where TELEPHONY_PROVIDER=simulator's callee connects; unset: this server's own /ws, at the
     # address a request reached it at (PUBLIC_BASE_URL may name a proxy, or another port).
     simulator_ws_url: str | None = None
+    # Who answers TELEPHONY_PROVIDER=simulator's calls (simulator/caller_scripts.py); `voicemail` is a
+    # machine, with answering-machine verdicts like Twilio's.
+    simulator_scenario: SimulatorScenario = "happy"
 
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
@@ -52,6 +57,9 @@ class Settings(BaseSettings):
     openai_context_timeout_seconds: float = Field(default=8.0, gt=0)
     # Twilio answering-machine detection (async: the call connects at once, the verdict comes later).
     twilio_machine_detection: bool = True
+    # When a machine answers: wait for the beep (Twilio's message-end detection) and leave a short
+    # message built from the context, or hang up at once.
+    voicemail_action: VoicemailAction = "leave_message"
 
     # The local journal every finished call is written to before the database (models/outcome_journal.py),
     # and how often what it holds unconfirmed is replayed while running (also once at start-up).
@@ -78,6 +86,14 @@ class Settings(BaseSettings):
     # off, for test servers that must place calls at any hour; consent, opt-out, spacing and
     # budget always apply.
     enforce_calling_hours: bool = True
+
+    # Call recording (voice_worker/call_recorder.py): a stereo WAV per call, caller left, agent right.
+    record_calls: bool = True
+    recordings_dir: str = "data/recordings"
+    # Recordings older than this are deleted (at start-up and then hourly).
+    recording_retention_days: float = Field(default=30.0, gt=0)
+    # Spoken before the opening when set, e.g. "This call is recorded."
+    recording_disclosure: str | None = Field(default=None, max_length=300)
 
     @model_validator(mode="after")
     def _choose_providers(self) -> "Settings":

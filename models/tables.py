@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import Any, ClassVar
 
+import sqlalchemy as sa
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
@@ -55,6 +56,12 @@ class Call(SQLModel, table=True):
     caller_city: str | None = Field(default=None, max_length=100)
     caller_state: str | None = Field(default=None, max_length=50)
     caller_country: str | None = Field(default=None, max_length=3)
+    # The stereo WAV (caller left, agent right) under RECORDINGS_DIR; None when not recorded.
+    recording_path: str | None = Field(default=None, max_length=500)
+    # The number the caller was handed to (outcome `transferred`).
+    transferred_to: str | None = Field(default=None, max_length=32)
+    # A machine answered and the agent left its message after the beep (outcome `voicemail`).
+    voicemail_left: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
     # Set when the call is admitted (POST /calls, POST /twilio/voice), not known to the worker: an
     # outcome write must keep them.

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from models.call_request import normalize_e164
 from models.enums import BudgetTier
 from models.outreach_policy import parse_business_hours, zone
 
@@ -20,6 +21,16 @@ class WorkspaceFields(BaseModel):
             zone(value)
         return value
 
+    @field_validator("transfer_number", check_fields=False)
+    @classmethod
+    def _e164_transfer_number(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize_e164(value)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("phone", "transfer_number", 1)) from None
+
     @field_validator("business_hours", check_fields=False)
     @classmethod
     def _valid_hours(cls, value: BusinessHours | None) -> BusinessHours | None:
@@ -33,6 +44,8 @@ class WorkspaceCreate(WorkspaceFields):
     timezone: str = Field(default="UTC", max_length=64)
     budget_tier: BudgetTier = BudgetTier.GREEN
     business_hours: BusinessHours | None = None
+    # E.164: where the agent hands a caller who asks for a person; unset, it offers a callback.
+    transfer_number: str | None = Field(default=None, max_length=32)
 
 
 class WorkspaceUpdate(WorkspaceFields):
@@ -40,6 +53,7 @@ class WorkspaceUpdate(WorkspaceFields):
     timezone: str | None = Field(default=None, max_length=64)
     budget_tier: BudgetTier | None = None
     business_hours: BusinessHours | None = None
+    transfer_number: str | None = Field(default=None, max_length=32)
 
 
 class WorkspacePublic(BaseModel):
@@ -48,6 +62,7 @@ class WorkspacePublic(BaseModel):
     timezone: str
     budget_tier: BudgetTier
     business_hours: BusinessHours | None
+    transfer_number: str | None = None
     created_at: datetime
 
 

@@ -12,6 +12,7 @@ class Intent(StrEnum):
     OPT_OUT = "opt_out"
     NOT_INTERESTED = "not_interested"
     CALLBACK = "callback"
+    HUMAN = "human"
     PRICE = "price"
     TIMING = "timing"
     COMPETITOR = "competitor"
@@ -70,6 +71,15 @@ def _phrase_pattern(phrase: str) -> str:
 # Order matters: the first rule that matches wins, and opting out must beat everything.
 _RULES: list[tuple[Intent, tuple[str, ...]]] = [
     (Intent.OPT_OUT, tuple(_phrase_pattern(phrase) for phrase in OPT_OUT_PHRASES)),
+    (
+        Intent.HUMAN,
+        (
+            r"\b(talk|speak) (to|with) (a |an |some )?(human|person|real person|someone|somebody|manager|agent|representative)\b",
+            r"\b(human|real person|representative|operator) please\b",
+            r"\btransfer me\b",
+            r"\bput me through\b",
+        ),
+    ),
     (Intent.NOT_INTERESTED, (r"\bnot interested\b", r"\bno interest\b", r"\bnot for (me|us)\b")),
     (
         Intent.CALLBACK,
@@ -178,6 +188,8 @@ EXPECTED_REPLIES: tuple[str, ...] = (
     "no i'm really not interested",
     "i'm not interested",
     "call me back later",
+    "can i talk to a human",
+    "can i speak to a person",
     "i'm busy right now",
     "that's too expensive",
     "how much does it cost",

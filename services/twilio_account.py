@@ -16,7 +16,7 @@ import httpx
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
-from twilio.twiml.voice_response import Connect, VoiceResponse
+from twilio.twiml.voice_response import Connect, Dial, VoiceResponse
 
 from models.call_job import CallJob
 from models.call_request import mask_phone
@@ -108,6 +108,16 @@ def connect_stream_twiml(settings: Settings, job: CallJob) -> str:
     return str(response)
 
 
+def transfer_twiml(number: str, handover: str) -> str:
+    """What the caller hears once the agent has handed over: a short line, then the person's phone."""
+    response = VoiceResponse()
+    response.say(handover)
+    dial = Dial(timeout=RING_TIMEOUT_SECONDS)
+    dial.number(number)
+    response.append(dial)
+    return str(response)
+
+
 class TwilioAccount:
     """The REST operations this service uses on one Twilio account."""
 
@@ -139,8 +149,11 @@ class TwilioAccount:
         if self.settings.twilio_machine_detection:
             # Asynchronous AMD: the callee hears the agent at once instead of after seconds of
             # detection; a machine verdict arrives at the same callback and ends the call as voicemail.
+            # DetectMessageEnd: the verdict for a machine comes once its greeting has ended (at the
+            # beep), which is when a message can be left.
+            leave_message = self.settings.voicemail_action == "leave_message"
             options |= {
-                "machine_detection": "Enable",
+                "machine_detection": "DetectMessageEnd" if leave_message else "Enable",
                 "async_amd": "true",
                 "async_amd_status_callback": callback,
                 "async_amd_status_callback_method": "POST",
@@ -154,6 +167,11 @@ class TwilioAccount:
 
     async def hang_up(self, call_sid: str) -> None:
         await self.client.calls(call_sid).update_async(status="completed")
+
+    async def transfer(self, call_sid: str, number: str, handover: str) -> None:
+        """Replace the live call's TwiML: the media stream ends and Twilio dials the person."""
+        await self.client.calls(call_sid).update_async(twiml=transfer_twiml(number, handover))
+        log.info("twilio_call_transferred", call_sid=call_sid, to=mask_phone(number))
 
     async def send_sms(self, to: str, body: str, *, from_: str | None = None, status_callback: str | None = None) -> str:
         """Send a text; `from_` is one of the workspace's own numbers (default TWILIO_FROM_NUMBER)."""

@@ -27,7 +27,9 @@ _COMMITMENT = {
     CallGoal.QUALIFY_INTEREST: "yes that sounds good",
 }
 
-SCENARIOS = ("happy", "barge_in", "opt_out", "not_interested", "silent")
+SCENARIOS = ("happy", "barge_in", "opt_out", "not_interested", "silent", "voicemail")
+# A machine plays its greeting as soon as it picks up, over whatever the agent says.
+VOICEMAIL_GREETING = CallerLine("hi you have reached alex please leave a message after the tone", barge_in_after=0.0)
 
 
 def _answers(context: ContextInstance) -> list[CallerLine]:
@@ -52,4 +54,6 @@ def caller_script(scenario: str, context: ContextInstance) -> list[CallerLine]:
         return [CallerLine("no thanks i'm not interested"), CallerLine("no i'm really not interested")]
     if scenario == "silent":
         return []
+    if scenario == "voicemail":
+        return [VOICEMAIL_GREETING]
     raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")

@@ -14,6 +14,11 @@ from simulator.caller_scripts import caller_script
 
 log = get_logger(__name__)
 
+# Like Twilio's answering-machine detection: `machine_start` soon after the answer, or, with
+# VOICEMAIL_ACTION=leave_message (DetectMessageEnd), `machine_end_beep` once the greeting is over.
+MACHINE_START_SECONDS = 1.0
+GREETING_END_SECONDS = 5.0
+
 
 class SimulatorDialer:
     def __init__(
@@ -23,6 +28,7 @@ class SimulatorDialer:
         *,
         callee_ws_url: Callable[[], str | None] | None = None,
         on_unanswered: Callable[[str, str], Awaitable[None]] | None = None,
+        on_machine_verdict: Callable[[str, str, str], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
         self.scenario = scenario
@@ -30,6 +36,8 @@ class SimulatorDialer:
         # Told (call id, reason) whenever a simulated callee is done; it fails the call only when no
         # stream was ever admitted for it (the callee could not connect, or was refused).
         self._on_unanswered = on_unanswered
+        # Told (call id, call sid, AnsweredBy) when the callee is a machine.
+        self._on_machine_verdict = on_machine_verdict
         self._calls: set[asyncio.Task] = set()
 
     def callee_ws_url(self) -> str:
@@ -40,9 +48,12 @@ class SimulatorDialer:
     async def dial(self, job: CallJob, context: ContextInstance) -> DialResult:
         params = stream_parameters(self._settings, job.id)
         caller = SimulatedCaller(self.callee_ws_url(), params["call_id"], params["token"], caller_script(self.scenario, context))
-        task = asyncio.create_task(self._answer(caller))
-        self._calls.add(task)
-        task.add_done_callback(self._calls.discard)
+        tasks = [asyncio.create_task(self._answer(caller))]
+        if self.scenario == "voicemail":
+            tasks.append(asyncio.create_task(self._machine_verdict(caller)))
+        for task in tasks:
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
         return DialResult(twilio_call_sid=caller.call_sid)
 
     async def _answer(self, caller: SimulatedCaller) -> None:
@@ -59,6 +70,18 @@ class SimulatorDialer:
                 await self._on_unanswered(caller.call_id, reason)
             except Exception:
                 log.exception("dial_failure_not_recorded", call_id=caller.call_id)
+
+    async def _machine_verdict(self, caller: SimulatedCaller) -> None:
+        if self._on_machine_verdict is None:
+            return
+        leave_message = self._settings.voicemail_action == "leave_message"
+        await asyncio.sleep(GREETING_END_SECONDS if leave_message else MACHINE_START_SECONDS)
+        try:
+            await self._on_machine_verdict(
+                caller.call_id, caller.call_sid, "machine_end_beep" if leave_message else "machine_start"
+            )
+        except Exception:
+            log.exception("machine_verdict_not_recorded", call_id=caller.call_id)
 
     async def aclose(self) -> None:
         for task in list(self._calls):

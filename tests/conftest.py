@@ -146,6 +146,8 @@ def twilio_live_server(tmp_path_factory, twilio_emulator) -> Iterator[str]:
         TELEPHONY_PROVIDER="twilio",
         TWILIO_FROM_NUMBER=TWILIO_FROM_NUMBER,
         SILENCE_TIMEOUT_SECONDS="3",
+        # Hang up on machines at once (tests/test_voicemail.py runs the leave-a-message server).
+        VOICEMAIL_ACTION="hang_up",
         **twilio_emulator.env(),
     )
     with running_server(env, log_path=tmp / "server.log") as base_url:

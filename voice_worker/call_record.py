@@ -34,6 +34,9 @@ def finished_call_record(session: CallSession, settings: Settings) -> Call:
         transcript=[entry.as_dict() for entry in session.transcript],
         answers=session.answers,
         turn_metrics=session.turn_metrics,
+        recording_path=session.recording_path,
+        transferred_to=session.transferred_to,
+        voicemail_left=session.voicemail_left,
     )
 
 

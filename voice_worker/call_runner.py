@@ -9,12 +9,17 @@ from pipecat.workers.runner import WorkerRunner
 from after_call.outcome_writer import journal_call_in_progress, record_finished_call
 from models.enums import EndReason
 from models.log_config import get_logger
+from models.outcome_journal import JournalEntry
 from services import Services
 from voice_worker import metrics
 from voice_worker.call_record import call_record_if_worker_dies, finished_call_record, observe_turn_latency
+from voice_worker.call_recorder import with_disclosure
 from voice_worker.call_session import CallSession
+from voice_worker.call_transfer import install_handover
 from voice_worker.hangup_policy import HangupPolicy
-from voice_worker.pipeline import build_pipeline
+from voice_worker.live_transcript import publish_transcript, stop_publishing
+from voice_worker.pipeline import CallPipeline, build_pipeline
+from voice_worker.voicemail import leave_voicemail_at_the_beep, watches_for_voicemail
 
 log = get_logger(__name__)
 
@@ -23,6 +28,8 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
     call = None
     policy = None
     limit_task = None
+    voicemail_task = None
+    live_transcript = None
     metrics.ACTIVE_CALLS.inc()
     # Should this process die mid-call (SIGKILL, OOM), the journal still finishes the call (failed) after a restart.
     in_progress = await journal_call_in_progress(services, call_record_if_worker_dies(session, services.settings), session.job)
@@ -31,10 +38,11 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
         worker = call.worker
         policy = HangupPolicy(session, worker, call.serializer, services.settings)
         session.end_pipeline = policy.finish
+        install_handover(services, session, call.serializer)
 
         @call.transport.event_handler("on_client_connected")
         async def _greet(_transport, _ws):
-            opening = session.agent.opening()
+            opening = with_disclosure(session.agent.opening(), services.settings)
             session.add_agent_line(opening)
             await worker.queue_frame(TTSSpeakFrame(opening))
 
@@ -62,6 +70,9 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
             session.add_agent_line(message.content, interrupted=message.interrupted, dedupe=True)
 
         limit_task = asyncio.create_task(policy.enforce_max_duration())
+        live_transcript = asyncio.create_task(publish_transcript(services, session))
+        if watches_for_voicemail(services):
+            voicemail_task = asyncio.create_task(leave_voicemail_at_the_beep(services, session, worker, policy))
         await WorkerRunner(handle_sigint=False).run(worker)
     except asyncio.CancelledError:
         session.record_end(session.agent.provisional_outcome(), EndReason.ERROR, error="worker shutting down")
@@ -70,8 +81,9 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
         log.exception("call_pipeline_failed", call_id=session.call_id)
         session.record_end(session.agent.provisional_outcome(), EndReason.ERROR, error=f"{type(exc).__name__}: {exc}"[:500])
     finally:
-        if limit_task is not None:
-            limit_task.cancel()
+        for task in (limit_task, voicemail_task):
+            if task is not None:
+                task.cancel()
         if policy is not None:
             await policy.cancel()
         if session.outcome is None:
@@ -82,7 +94,24 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
         if session.llm_fallback_used:
             metrics.LLM_FALLBACKS.inc()
         metrics.ACTIVE_CALLS.dec()
-        record = finished_call_record(session, services.settings)
-        observe_turn_latency(record)
-        # Shielded: a cancelled connection handler must still leave the outcome behind.
-        await asyncio.shield(record_finished_call(services, record, session.job, in_progress=in_progress))
+        # Shielded: a cancelled connection handler must still leave the recording and outcome behind.
+        await asyncio.shield(_store_call(services, session, call, live_transcript, in_progress))
+
+
+async def _store_call(
+    services: Services,
+    session: CallSession,
+    call: CallPipeline | None,
+    live: asyncio.Task | None,
+    in_progress: JournalEntry | None,
+) -> None:
+    await stop_publishing(live)
+    if call is not None and call.recorder is not None:
+        try:
+            session.recording_path = await call.recorder.finish()
+        except Exception:
+            # A lost recording is logged; the outcome is still written.
+            log.exception("recording_not_saved", call_id=session.call_id)
+    record = finished_call_record(session, services.settings)
+    observe_turn_latency(record)
+    await record_finished_call(services, record, session.job, in_progress=in_progress)

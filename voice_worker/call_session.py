@@ -58,11 +58,17 @@ class CallSession:
     turn_metrics: list[dict[str, float]] = field(default_factory=list)
     llm_fallback_used: bool = False
     agent_speaking: bool = False
+    recording_path: str | None = None
+    # The workspace's person to hand a caller to (None: offer a callback), and who it went to.
+    transfer_number: str | None = None
+    transferred_to: str | None = None
+    # A machine answered and the agent left its message after the beep.
+    voicemail_left: bool = False
     # Set by the runner: ends the pipeline gracefully once queued speech has played.
     end_pipeline: Callable[[], Awaitable[None]] | None = None
 
     def __post_init__(self) -> None:
-        self.agent = RuleBasedAgent(self.context)
+        self.agent = RuleBasedAgent(self.context, can_transfer=self.transfer_number is not None)
 
     @property
     def call_id(self) -> str:
@@ -85,8 +91,14 @@ class CallSession:
         return True
 
     async def end_call(self, outcome: CallOutcome, reason: EndReason = EndReason.AGENT_COMPLETED) -> None:
-        if self.record_end(outcome, reason) and self.end_pipeline is not None:
-            await self.end_pipeline()
+        if outcome is CallOutcome.TRANSFERRED and self.transfer_number is None:
+            # Nobody to hand to: the agents offer a callback instead, so this is a slip; keep the call's own outcome.
+            outcome = self.agent.provisional_outcome()
+        if self.record_end(outcome, reason):
+            if outcome is CallOutcome.TRANSFERRED:
+                self.transferred_to = self.transfer_number
+            if self.end_pipeline is not None:
+                await self.end_pipeline()
 
     def add_agent_line(self, text: str, interrupted: bool = False, dedupe: bool = False) -> None:
         """`dedupe`: lines spoken outside the LLM (opening, re-prompts) are recorded when queued and

@@ -13,6 +13,7 @@ from services import Services
 from voice_worker import metrics
 from voice_worker.call_runner import run_call
 from voice_worker.call_session import CallSession
+from voice_worker.call_transfer import workspace_transfer_number
 from voice_worker.stream_admission import StreamRefused, admit_stream
 
 log = get_logger(__name__)
@@ -52,6 +53,7 @@ async def media_stream(websocket: WebSocket) -> None:
         context=admitted.context,
         stream_sid=admitted.start.streamSid,
         call_sid=admitted.start.start.callSid or job.twilio_call_sid,
+        transfer_number=await workspace_transfer_number(services, str(job.id)),
     )
     with structlog.contextvars.bound_contextvars(call_id=session.call_id):
         log.info(

@@ -19,6 +19,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from models.settings import Settings
 from models.twilio_media import SAMPLE_RATE
+from voice_worker.call_recorder import CallRecorder
 from voice_worker.call_session import CallSession
 from voice_worker.processors.checked_twilio_serializer import CheckedTwilioFrameSerializer
 from voice_worker.processors.keypad_opt_out import KeypadOptOut
@@ -33,6 +34,7 @@ class CallPipeline:
     serializer: CheckedTwilioFrameSerializer
     user_aggregator: object
     assistant_aggregator: object
+    recorder: CallRecorder | None = None
 
 
 def make_serializer(settings: Settings, session: CallSession) -> CheckedTwilioFrameSerializer:
@@ -73,6 +75,7 @@ def build_pipeline(websocket: WebSocket, settings: Settings, session: CallSessio
             user_idle_timeout=settings.silence_timeout_seconds,
         ),
     )
+    recorder = CallRecorder(settings, session.call_id, session.context) if settings.record_calls else None
     pipeline = Pipeline(
         [
             transport.input(),  # Twilio media in: 8 kHz mu-law -> PCM
@@ -83,6 +86,7 @@ def build_pipeline(websocket: WebSocket, settings: Settings, session: CallSessio
             make_llm(settings, session),
             make_tts(settings, session.context.language),
             transport.output(),  # PCM -> mu-law media out; `clear` on barge-in
+            *([recorder.buffer] if recorder else []),  # both sides as sent and heard -> stereo WAV
             aggregators.assistant(),
         ]
     )
@@ -97,4 +101,4 @@ def build_pipeline(websocket: WebSocket, settings: Settings, session: CallSessio
         idle_timeout_secs=None,  # the hang-up policy owns silence and duration limits
         enable_rtvi=False,
     )
-    return CallPipeline(worker, transport, serializer, aggregators.user(), aggregators.assistant())
+    return CallPipeline(worker, transport, serializer, aggregators.user(), aggregators.assistant(), recorder)

@@ -32,6 +32,8 @@ class AgentLines:
     not_caught: str
     coming_back: str
     understood: str
+    handover: str
+    offer_callback: str
 
 
 LINES: dict[Language, AgentLines] = {
@@ -51,6 +53,8 @@ LINES: dict[Language, AgentLines] = {
         not_caught="Sorry, I didn't quite catch that.",
         coming_back="Coming back to my question:",
         understood="I understand.",
+        handover="Of course. I'm connecting you with a colleague now, please hold.",
+        offer_callback="I'm sorry, nobody from the team is available to take the call right now. Would you like us to call you back?",
     ),
     Language.HEBREW: AgentLines(
         acks=("תודה.", "הבנתי.", "מצוין, תודה.", "בסדר."),
@@ -68,6 +72,8 @@ LINES: dict[Language, AgentLines] = {
         not_caught="סליחה, לא הבנתי.",
         coming_back="חוזר לשאלה שלי:",
         understood="אני מבין.",
+        handover="בטח. אני מעביר אותך עכשיו לנציג, נא להמתין.",
+        offer_callback="סליחה, אין כרגע נציג פנוי לשיחה. תרצה שנחזור אליך?",
     ),
 }
 
@@ -96,9 +102,11 @@ _GOAL_OUTCOME = {
 
 
 class RuleBasedAgent:
-    def __init__(self, context: ContextInstance) -> None:
+    def __init__(self, context: ContextInstance, can_transfer: bool = False) -> None:
         self.context = context
         self.lines = LINES[context.language]
+        self.can_transfer = can_transfer
+        self._callback_offered = False
         self.phase = Phase.OPENING
         self.answers: dict[str, str] = {}
         self.caller_spoke = False
@@ -135,8 +143,11 @@ class RuleBasedAgent:
 
         if intent is Intent.OPT_OUT:
             return self._end(self.lines.goodbye_opt_out, CallOutcome.OPTED_OUT, EndReason.OPT_OUT)
-        if intent is Intent.CALLBACK:
+        if intent is Intent.CALLBACK or (self._callback_offered and intent is Intent.YES):
             return self._end(self.lines.goodbye_callback, CallOutcome.CALLBACK_REQUESTED)
+        self._callback_offered = False
+        if intent is Intent.HUMAN:
+            return self.human_requested()
         if intent is Intent.NOT_INTERESTED or (intent is Intent.NO and self.phase is not Phase.QUESTIONS):
             return self._refused()
         if intent in OBJECTIONS:
@@ -154,6 +165,14 @@ class RuleBasedAgent:
             self._question_index += 1
             return self._ask_next_question(ack=self.lines.acks[self._turns % len(self.lines.acks)])
         return self._commitment_answer(intent, caller_text)
+
+    def human_requested(self) -> AgentReply:
+        """The caller asked for a person: hand over when the workspace has someone, else offer a callback."""
+        if self.can_transfer:
+            return self._end(self.lines.handover, CallOutcome.TRANSFERRED)
+        self._callback_offered = True
+        self._last_asked = self.lines.offer_callback
+        return AgentReply(self.lines.offer_callback)
 
     def take_over(self, caller_turns: int) -> None:
         """Pick the walk up mid-call, after another responder (the LLM) handled the first turns."""

@@ -76,7 +76,8 @@ async def twilio_status(
             ) from None
         metrics.TWILIO_CALLBACKS.labels(report.status or f"amd_{report.answered_by}").inc()
         log.info("twilio_status", telephony_status=report.status, answered_by=report.answered_by, call_sid=report.call_sid)
-        if report.answered_by in MACHINE_ANSWERS and progress.status not in TERMINAL:
+        # With VOICEMAIL_ACTION=leave_message the worker hears the verdict and leaves its message.
+        if report.answered_by in MACHINE_ANSWERS and progress.status not in TERMINAL and settings.voicemail_action == "hang_up":
             await _hang_up_on_machine(request, report.call_sid or job.twilio_call_sid)
     return {"call_id": str(call_id), "telephony_status": progress.status, "answered_by": progress.answered_by}
 

@@ -58,7 +58,7 @@ def get_workspace(workspace_id: int, workspace: CurrentWorkspace) -> WorkspacePu
 def update_workspace(workspace_id: int, body: WorkspaceUpdate, workspace: CurrentWorkspace, db: Db) -> WorkspacePublic:
     own_workspace(workspace_id, workspace)
     for name, value in body.model_dump(exclude_unset=True).items():
-        if value is None and name != "business_hours":
+        if value is None and name not in ("business_hours", "transfer_number"):
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{name} cannot be null")
         setattr(workspace, name, value)
     db.add(workspace)

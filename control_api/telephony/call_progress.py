@@ -66,3 +66,10 @@ async def apply_report(services: Services, job: CallJob, report: TelephonyProgre
         # could undo its switch to in_progress. The key above keeps the rest.
         await services.store.update_job(job.model_copy(update={"telephony_status": progress.status}))
     return progress
+
+
+async def report_machine_verdict(services: Services, call_id: str, call_sid: str, answered_by: str) -> None:
+    """The simulator's stand-in for Twilio's AMD callback: the same verdict, applied the same way."""
+    job = await services.store.load_job(call_id)
+    if job is not None:
+        await apply_report(services, job, TelephonyProgress(answered_by=answered_by, call_sid=call_sid))

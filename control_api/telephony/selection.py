@@ -13,6 +13,7 @@ def make_dialer(
     *,
     callee_ws_url: Callable[[], str | None] | None = None,
     on_unanswered: Callable[[str, str], Awaitable[None]] | None = None,
+    on_machine_verdict: Callable[[str, str, str], Awaitable[None]] | None = None,
 ) -> Dialer:
     """`callee_ws_url` and `on_unanswered` serve the simulator (see simulator/dialer.py)."""
     if settings.telephony_provider == "twilio":
@@ -27,4 +28,10 @@ def make_dialer(
         return ExternalStreamDialer(settings)
     from simulator.dialer import SimulatorDialer
 
-    return SimulatorDialer(settings, callee_ws_url=callee_ws_url, on_unanswered=on_unanswered)
+    return SimulatorDialer(
+        settings,
+        settings.simulator_scenario,
+        callee_ws_url=callee_ws_url,
+        on_unanswered=on_unanswered,
+        on_machine_verdict=on_machine_verdict,
+    )

@@ -99,6 +99,13 @@ function renderCall(call) {
   }
 }
 
+function showRecording(created, call) {
+  // An <audio> element cannot send the X-Call-Token header: the view token rides in the URL.
+  if (!call.has_recording) return;
+  $("recording").src = `/form/calls/${encodeURIComponent(created.id)}/recording?token=${encodeURIComponent(created.view_token)}`;
+  $("recording-block").hidden = false;
+}
+
 async function follow(created) {
   const started = Date.now();
   while (Date.now() - started < POLL_LIMIT_MS) {
@@ -116,7 +123,10 @@ async function follow(created) {
     if (answer.ok) {
       const call = await answer.json();
       renderCall(call);
-      if (ENDED.has(call.status)) return;
+      if (ENDED.has(call.status)) {
+        showRecording(created, call);
+        return;
+      }
     }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }

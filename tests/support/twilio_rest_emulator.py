@@ -48,6 +48,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from models.log_config import get_logger
+from simulator import caller_scripts
 from simulator.caller_scripts import CallerLine
 
 log = get_logger(__name__)
@@ -77,13 +78,15 @@ class Callee:
     ring_seconds: float = 0.3
     # Time from answer to the AMD verdict (Twilio's takes a few seconds).
     amd_seconds: float = 0.8
+    # With MachineDetection=DetectMessageEnd: seconds after the AMD start until the beep.
+    greeting_seconds: float = 4.5
     # The emulated phone hangs up by itself after this long on the media stream.
     max_stream_seconds: float = 120.0
     # Open the stream with a wrong token, as a forged or stale stream would: the app must refuse it.
     wrong_stream_token: bool = False
 
 
-VOICEMAIL_GREETING = [CallerLine("hi you have reached alex please leave a message after the tone", pause=0.0)]
+VOICEMAIL_GREETING = [caller_scripts.VOICEMAIL_GREETING]
 
 
 @dataclass
@@ -117,6 +120,11 @@ class EmulatedCall:
     callbacks: list[CallbackDelivery] = field(default_factory=list)
     updates: list[dict[str, list[str]]] = field(default_factory=list)
     hangup: asyncio.Event = field(default_factory=asyncio.Event)
+    # A live update with new TwiML (a transfer): the stream ends and the call runs this instead.
+    redirect_twiml: str | None = None
+    redirected: asyncio.Event = field(default_factory=asyncio.Event)
+    # Numbers a <Dial> connected the call to.
+    dialed: list[str] = field(default_factory=list)
     sequence: int = 0
 
     def first(self, name: str) -> str | None:
@@ -302,6 +310,16 @@ class TwilioRestEmulator:
             return self._not_found(request)
         form = await self._form(request) or {}
         call.updates.append(form)
+        twiml = (form.get("Twiml") or [""])[0]
+        if twiml:
+            if _parse_twiml(twiml) is None:
+                return _error(400, 12100, "Document parse failure: Twiml is not a <Response> document")
+            if call.status != "in-progress":
+                return _error(400, 21220, "Call is not in-progress. Cannot redirect.")
+            call.redirect_twiml = twiml
+            call.redirected.set()
+            call.date_updated = datetime.now(UTC)
+            return JSONResponse(call.resource())
         wanted = (form.get("Status") or [""])[0]
         if wanted and wanted not in ("completed", "canceled"):
             return _error(400, 21220, f"Invalid call state: Status must be completed or canceled, not {wanted}")
@@ -483,7 +501,15 @@ class TwilioRestEmulator:
         if document is None:
             call.said.append("We are sorry, an application error has occurred. Goodbye.")
             return
+        await self._run_twiml(call, document, replaceable=True)
+        if call.redirect_twiml is not None and not call.hangup.is_set():
+            await self._run_twiml(call, _parse_twiml(call.redirect_twiml) or ET.Element("Response"), replaceable=False)
+
+    async def _run_twiml(self, call: EmulatedCall, document: ET.Element, *, replaceable: bool) -> None:
+        """Run the verbs in order; a live update with new TwiML abandons the rest of the first document."""
         for verb in document:
+            if replaceable and call.redirected.is_set():
+                return
             if call.hangup.is_set():
                 return
             if verb.tag == "Connect":
@@ -497,9 +523,17 @@ class TwilioRestEmulator:
                 await asyncio.sleep(min(float(verb.get("length", "1")), 2.0))
             elif verb.tag == "Hangup":
                 return
+            elif verb.tag == "Dial":
+                number = (verb.text or "").strip() or next((n.text or "" for n in verb if n.tag == "Number"), "")
+                call.dialed.append(number.strip())
+                await asyncio.sleep(0.05)
 
     async def _amd_verdict(self, call: EmulatedCall, verdict: str) -> None:
         await asyncio.sleep(call.callee.amd_seconds)
+        if verdict == "machine_start" and call.first("MachineDetection") == "DetectMessageEnd":
+            # Twilio waits for the end of the greeting and reports how it ended.
+            await asyncio.sleep(call.callee.greeting_seconds)
+            verdict = "machine_end_beep"
         if call.status != "in-progress":
             return
         call.answered_by = verdict
@@ -555,10 +589,12 @@ class TwilioRestEmulator:
         )
         talking = asyncio.create_task(caller.run())
         hangup = asyncio.create_task(call.hangup.wait())
+        redirected = asyncio.create_task(call.redirected.wait())
         try:
-            await asyncio.wait({talking, hangup}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({talking, hangup, redirected}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             hangup.cancel()
+            redirected.cancel()
             if not talking.done():
                 talking.cancel()  # our side hung up: the websocket closes as the call drops
             with contextlib.suppress(asyncio.CancelledError, Exception):

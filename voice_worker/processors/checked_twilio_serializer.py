@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from pipecat.frames.frames import Frame
 from pipecat.serializers.twilio import TwilioFrameSerializer
@@ -28,12 +29,19 @@ class CheckedTwilioFrameSerializer(TwilioFrameSerializer):
         self.rejected: Counter[str] = Counter()
         self.marks_echoed: list[str] = []
         self.stopped = False
+        # Runs instead of the REST hang-up when it returns True (a transfer keeps the call up).
+        self.instead_of_hang_up: Callable[[], Awaitable[bool]] | None = None
 
     def _reject(self, reason: str) -> None:
         self.rejected[reason] += 1
         # Log the first of each kind and then every hundredth, so a flood stays readable.
         if self.rejected[reason] in (1,) or self.rejected[reason] % 100 == 0:
             log.warning("media_stream_message_rejected", call_id=self._call_id, reason=reason, count=self.rejected[reason])
+
+    async def _hang_up_call(self) -> None:
+        if self.instead_of_hang_up is not None and await self.instead_of_hang_up():
+            return
+        await super()._hang_up_call()
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
         if isinstance(data, bytes):

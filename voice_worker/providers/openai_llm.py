@@ -9,7 +9,7 @@ import asyncio
 
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
-from pipecat.frames.frames import Frame, FunctionCallResultProperties, LLMTextFrame
+from pipecat.frames.frames import Frame, FunctionCallResultProperties, LLMTextFrame, TTSSpeakFrame
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import FunctionCallParams
@@ -21,6 +21,9 @@ from voice_worker.call_session import CallSession
 from voice_worker.providers.rule_llm import answer_with_rules
 
 log = get_logger(__name__)
+
+# Voicemail is Twilio's verdict, a transfer goes through `transfer_call`.
+_NOT_CHOSEN_BY_THE_LLM = (CallOutcome.VOICEMAIL, CallOutcome.TRANSFERRED)
 
 CALL_TOOLS = ToolsSchema(
     standard_tools=[
@@ -37,10 +40,19 @@ CALL_TOOLS = ToolsSchema(
             name="end_call",
             description="End the call after saying goodbye, with how it ended.",
             properties={
-                "outcome": {"type": "string", "enum": [o.value for o in CallOutcome if o is not CallOutcome.VOICEMAIL]},
+                "outcome": {"type": "string", "enum": [o.value for o in CallOutcome if o not in _NOT_CHOSEN_BY_THE_LLM]},
                 "summary": {"type": "string", "description": "One sentence on what was agreed"},
             },
             required=["outcome"],
+        ),
+        FunctionSchema(
+            name="transfer_call",
+            description=(
+                "Hand the caller to a person from the team when they ask for a human. Say nothing before calling it: "
+                "the handover line is spoken for you. If it answers transferred=false, offer a callback instead."
+            ),
+            properties={"reason": {"type": "string", "description": "Why the caller wants a person, briefly"}},
+            required=[],
         ),
     ]
 )
@@ -54,6 +66,7 @@ class OpenAIWithRulesFallback(OpenAILLMService):
         self._spoke_this_turn = asyncio.Event()
         self.register_function("record_answer", self._record_answer)
         self.register_function("end_call", self._end_call)
+        self.register_function("transfer_call", self._transfer_call)
 
     async def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM) -> None:
         if isinstance(frame, LLMTextFrame):
@@ -104,3 +117,14 @@ class OpenAIWithRulesFallback(OpenAILLMService):
 
         await params.result_callback({"ended": True}, properties=FunctionCallResultProperties(run_llm=False))
         await self._session.end_call(outcome, reason)
+
+    async def _transfer_call(self, params: FunctionCallParams) -> None:
+        reply = self._session.agent.human_requested()
+        if reply.end_outcome is None:
+            # No one to hand to: the model hears why and offers the callback itself.
+            await params.result_callback({"transferred": False, "reason": "no one is available; offer a callback"})
+            return
+        await params.result_callback({"transferred": True}, properties=FunctionCallResultProperties(run_llm=False))
+        self._session.add_agent_line(reply.text)
+        await self.push_frame(TTSSpeakFrame(reply.text))
+        await self._session.end_call(CallOutcome.TRANSFERRED)
