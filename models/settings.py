@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     # budget always apply.
     enforce_calling_hours: bool = True
 
+    # Call queue (control_api/call_queue/). Celery with the Redis broker when REDIS_URL is set,
+    # otherwise an in-process scheduler; the schedule itself is the call_attempt table either way.
+    # How often due attempts are handed to workers (Celery beat's period, or the in-process poll).
+    queue_poll_seconds: float = Field(default=2.0, gt=0)
+    # A worker silent this long gives up what it held: a claimed attempt is handed out again, and
+    # the broker delivers its unacknowledged task again (the visibility timeout).
+    queue_lease_seconds: float = Field(default=60.0, gt=0)
+    # A queued attempt whose task never ran in this long (its message was lost) is handed out again.
+    queue_requeue_seconds: float = Field(default=600.0, gt=0)
+
     @model_validator(mode="after")
     def _choose_providers(self) -> "Settings":
         if self.stt_provider is None:
