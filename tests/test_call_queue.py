@@ -60,13 +60,21 @@ class QueueWorld:
 
     def lead(self, **changes) -> Lead:
         with Session(self.engine) as db:
-            lead = Lead(workspace_id=self.workspace_id, phone=f"+1415555{next(self._phones):04d}", external_id="x", consent=True, **changes)
+            lead = Lead(
+                workspace_id=self.workspace_id,
+                phone=f"+1415555{next(self._phones):04d}",
+                external_id="x",
+                consent=True,
+                **changes,
+            )
             db.add(lead)
             db.commit()
             db.refresh(lead)
             return lead
 
-    def schedule(self, lead: Lead, at: datetime | None = None, campaign: Campaign | None = None, key: str | None = None) -> CallAttempt:
+    def schedule(
+        self, lead: Lead, at: datetime | None = None, campaign: Campaign | None = None, key: str | None = None
+    ) -> CallAttempt:
         with Session(self.engine) as db:
             attempt = attempt_store.schedule_call(
                 db,
@@ -84,10 +92,18 @@ class QueueWorld:
 
     def campaign(self, **changes) -> Campaign:
         with Session(self.engine) as db:
-            strategy = StrategyVersion(workspace_id=self.workspace_id, version_number=len(db.exec(select(StrategyVersion)).all()) + 1)
+            strategy = StrategyVersion(
+                workspace_id=self.workspace_id, version_number=len(db.exec(select(StrategyVersion)).all()) + 1
+            )
             db.add(strategy)
             db.flush()
-            fields = {"name": "June list", "calls_per_minute": 2, "max_concurrent_calls": 5, "call_template": CALL_REQUEST, **changes}
+            fields = {
+                "name": "June list",
+                "calls_per_minute": 2,
+                "max_concurrent_calls": 5,
+                "call_template": CALL_REQUEST,
+                **changes,
+            }
             campaign = Campaign(workspace_id=self.workspace_id, strategy_version_id=strategy.id, **fields)
             db.add(campaign)
             db.commit()
@@ -131,7 +147,9 @@ def make_world(db_url: str, **settings) -> QueueWorld:
         db.add(workspace)
         db.commit()
         workspace_id = workspace.id
-    config = Settings(_env_file=None, database_url=db_url, **{"queue_lease_seconds": 60, "queue_requeue_seconds": 600, **settings})
+    config = Settings(
+        _env_file=None, database_url=db_url, **{"queue_lease_seconds": 60, "queue_requeue_seconds": 600, **settings}
+    )
     return QueueWorld(db_url, engine, config, Clock(MORNING), workspace_id)
 
 
@@ -152,7 +170,7 @@ def all_at_once(count: int, work) -> list:
         try:
             barrier.wait()
             results[index] = work(index)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
@@ -173,7 +191,9 @@ def test_of_eight_workers_claiming_one_attempt_exactly_one_wins(world):
     lease = timedelta(seconds=60)
 
     for attempt in attempts:
-        claims = all_at_once(8, lambda i: attempt_store.claim(engines[i], attempt.id, f"worker-{i}", world.clock(), lease))
+        claims = all_at_once(
+            8, lambda i, attempt_id=attempt.id: attempt_store.claim(engines[i], attempt_id, f"worker-{i}", world.clock(), lease)
+        )
 
         winners = [claim for claim in claims if claim is not None]
         assert len(winners) == 1
@@ -392,14 +412,21 @@ async def test_an_unanswered_call_is_retried_after_the_backoff_once_however_ofte
     assert first.next_scheduled_for == world.clock() + timedelta(hours=1)
     closed, retry = world.attempts()
     assert (closed.status, closed.outcome) == (AttemptStatus.COMPLETED, CallOutcome.NO_ANSWER)
-    assert (retry.status, retry.attempt, retry.reason, retry.retry_of_id) == (AttemptStatus.SCHEDULED, 2, "retry_no_answer", closed.id)
+    assert (retry.status, retry.attempt, retry.reason, retry.retry_of_id) == (
+        AttemptStatus.SCHEDULED,
+        2,
+        "retry_no_answer",
+        closed.id,
+    )
     assert retry.call_id != closed.call_id
 
 
 async def test_a_busy_line_is_tried_again_in_15_minutes(world):
     attempt = await dialed(world)
 
-    finished = await finish_call(world.deps(), attempt.call_id, CallEnding(CallStatus.COMPLETED, CallOutcome.NO_ANSWER, telephony_status="busy"))
+    finished = await finish_call(
+        world.deps(), attempt.call_id, CallEnding(CallStatus.COMPLETED, CallOutcome.NO_ANSWER, telephony_status="busy")
+    )
 
     assert finished.next_scheduled_for == world.clock() + timedelta(minutes=15)
 

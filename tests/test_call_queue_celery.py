@@ -75,11 +75,22 @@ class CeleryRig:
         return process
 
     def worker(self, name: str, pool: str = "solo", concurrency: int = 1) -> subprocess.Popen:
-        args = ["worker", f"--pool={pool}", f"--concurrency={concurrency}", "-Q", QUEUE_NAME, "-n", f"{name}@%h", "--loglevel=INFO"]
+        args = [
+            "worker",
+            f"--pool={pool}",
+            f"--concurrency={concurrency}",
+            "-Q",
+            QUEUE_NAME,
+            "-n",
+            f"{name}@%h",
+            "--loglevel=INFO",
+        ]
         return self.start(*args, "--without-gossip", "--without-mingle", "--without-heartbeat", name=name)
 
     def beat(self) -> subprocess.Popen:
-        return self.start("beat", "--loglevel=INFO", "--schedule", str(self.workdir / "beat-schedule"), name="beat", ready="beat: Starting")
+        return self.start(
+            "beat", "--loglevel=INFO", "--schedule", str(self.workdir / "beat-schedule"), name="beat", ready="beat: Starting"
+        )
 
     def kill(self, process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)

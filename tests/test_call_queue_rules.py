@@ -61,13 +61,17 @@ def replace_consent(facts: OutreachFacts) -> OutreachFacts:
 
 
 def test_a_spent_daily_budget_waits_for_the_next_budget_day_then_the_window():
-    facts = facts_at(la(2026, 6, 10, 15, 0), budget_tier=BudgetTier.YELLOW, calls_today=60, workspace_timezone="America/Los_Angeles")
+    facts = facts_at(
+        la(2026, 6, 10, 15, 0), budget_tier=BudgetTier.YELLOW, calls_today=60, workspace_timezone="America/Los_Angeles"
+    )
 
     assert allowed_from(facts) == la(2026, 6, 11, 8, 0)
 
 
 def test_projecting_to_another_budget_day_forgets_todays_calls():
-    today = facts_at(la(2026, 6, 10, 15, 0), budget_tier=BudgetTier.YELLOW, calls_today=60, workspace_timezone="America/Los_Angeles")
+    today = facts_at(
+        la(2026, 6, 10, 15, 0), budget_tier=BudgetTier.YELLOW, calls_today=60, workspace_timezone="America/Los_Angeles"
+    )
 
     assert projected(today, la(2026, 6, 10, 18, 0)).calls_today == 60
     assert projected(today, la(2026, 6, 11, 9, 0)).calls_today == 0

@@ -68,12 +68,16 @@ def add_attempt(db: Session, attempt: CallAttempt) -> CallAttempt:
     except IntegrityError:
         if attempt.idempotency_key is not None:
             same_key = select(CallAttempt).where(
-                CallAttempt.workspace_id == attempt.workspace_id, CallAttempt.idempotency_key == attempt.idempotency_key
+                col(CallAttempt.workspace_id) == attempt.workspace_id, col(CallAttempt.idempotency_key) == attempt.idempotency_key
             )
             existing = db.exec(same_key).first()
             if existing is not None:
                 return existing
-        live = db.exec(select(CallAttempt).where(CallAttempt.lead_id == attempt.lead_id, col(CallAttempt.status).in_(LIVE_ATTEMPT_STATUSES))).first()
+        live = db.exec(
+            select(CallAttempt).where(
+                col(CallAttempt.lead_id) == attempt.lead_id, col(CallAttempt.status).in_(LIVE_ATTEMPT_STATUSES)
+            )
+        ).first()
         if live is not None:
             raise LeadBusy(live) from None
         raise
@@ -120,6 +124,7 @@ class CampaignTerms:
 
 
 def _terms(campaign: Campaign) -> CampaignTerms:
+    assert campaign.id is not None  # read from the database
     return CampaignTerms(
         id=campaign.id,
         status=campaign.status,
@@ -129,14 +134,14 @@ def _terms(campaign: Campaign) -> CampaignTerms:
 
 
 def _due(now: datetime) -> sa.ColumnElement[bool]:
-    return sa.and_(CallAttempt.status == AttemptStatus.SCHEDULED, CallAttempt.scheduled_for <= now)
+    return sa.and_(col(CallAttempt.status) == AttemptStatus.SCHEDULED, col(CallAttempt.scheduled_for) <= now)
 
 
 def campaigns_with_due_attempts(engine: Engine, now: datetime) -> list[CampaignTerms]:
     """Active campaigns that have attempts due: the dispatcher asks their limiter how many to hand out."""
     with Session(engine) as db:
         due_campaigns = select(CallAttempt.campaign_id).where(_due(now), col(CallAttempt.campaign_id).is_not(None)).distinct()
-        query = select(Campaign).where(col(Campaign.id).in_(due_campaigns), Campaign.status == CampaignStatus.ACTIVE)
+        query = select(Campaign).where(col(Campaign.id).in_(due_campaigns), col(Campaign.status) == CampaignStatus.ACTIVE)
         return [_terms(campaign) for campaign in db.exec(query).all()]
 
 
@@ -151,22 +156,27 @@ def take_due(engine: Engine, now: datetime, campaign_room: Mapping[int, int], li
         postgres = engine.dialect.name == "postgresql"
 
         def candidates(where: sa.ColumnElement[bool], count: int) -> list[int]:
-            query = select(CallAttempt.id).where(_due(now), where).order_by(col(CallAttempt.scheduled_for), col(CallAttempt.id)).limit(count)
+            query = (
+                select(CallAttempt.id)
+                .where(_due(now), where)
+                .order_by(col(CallAttempt.scheduled_for), col(CallAttempt.id))
+                .limit(count)
+            )
             if postgres:  # a second dispatcher takes the next rows instead of waiting for these
                 query = query.with_for_update(skip_locked=True)
-            return list(db.exec(query).all())
+            return [attempt_id for attempt_id in db.exec(query).all() if attempt_id is not None]
 
         ids = candidates(col(CallAttempt.campaign_id).is_(None), limit)
         for campaign_id, room in campaign_room.items():
             if room > 0:
-                ids += candidates(CallAttempt.campaign_id == campaign_id, room)
+                ids += candidates(col(CallAttempt.campaign_id) == campaign_id, room)
         if not ids:
             return []
         moved = db.exec(
             sa.update(CallAttempt)
-            .where(col(CallAttempt.id).in_(ids), CallAttempt.status == AttemptStatus.SCHEDULED)
+            .where(col(CallAttempt.id).in_(ids), col(CallAttempt.status) == AttemptStatus.SCHEDULED)
             .values(status=AttemptStatus.QUEUED, updated_at=now)
-            .returning(CallAttempt.id)
+            .returning(col(CallAttempt.id))
         )
         won = [row[0] for row in moved]
         db.commit()
@@ -199,13 +209,15 @@ def claim(engine: Engine, attempt_id: int, worker: str, now: datetime, lease: ti
     """
     claimed_by = new_claim(worker)
     claimable = sa.or_(
-        sa.and_(col(CallAttempt.status).in_((AttemptStatus.SCHEDULED, AttemptStatus.QUEUED)), CallAttempt.scheduled_for <= now),
-        sa.and_(CallAttempt.status == AttemptStatus.CLAIMED, col(CallAttempt.claimed_at) < now - lease),
+        sa.and_(
+            col(CallAttempt.status).in_((AttemptStatus.SCHEDULED, AttemptStatus.QUEUED)), col(CallAttempt.scheduled_for) <= now
+        ),
+        sa.and_(col(CallAttempt.status) == AttemptStatus.CLAIMED, col(CallAttempt.claimed_at) < now - lease),
     )
     with Session(engine) as db:
         taken = db.exec(
             sa.update(CallAttempt)
-            .where(CallAttempt.id == attempt_id, claimable)
+            .where(col(CallAttempt.id) == attempt_id, claimable)
             .values(status=AttemptStatus.CLAIMED, claimed_by=claimed_by, claimed_at=now, updated_at=now)
         )
         if taken.rowcount != 1:
@@ -213,9 +225,10 @@ def claim(engine: Engine, attempt_id: int, worker: str, now: datetime, lease: ti
             return None
         db.commit()
         attempt = db.get(CallAttempt, attempt_id)
+        assert attempt is not None  # just claimed; attempts are never deleted
         campaign = db.get(Campaign, attempt.campaign_id) if attempt.campaign_id is not None else None
         return ClaimedAttempt(
-            id=attempt.id,
+            id=attempt_id,
             workspace_id=attempt.workspace_id,
             lead_id=attempt.lead_id,
             call_id=attempt.call_id,
@@ -227,7 +240,9 @@ def claim(engine: Engine, attempt_id: int, worker: str, now: datetime, lease: ti
 
 
 def _held(claimed: ClaimedAttempt, status: AttemptStatus) -> sa.ColumnElement[bool]:
-    return sa.and_(CallAttempt.id == claimed.id, CallAttempt.status == status, CallAttempt.claimed_by == claimed.claimed_by)
+    return sa.and_(
+        col(CallAttempt.id) == claimed.id, col(CallAttempt.status) == status, col(CallAttempt.claimed_by) == claimed.claimed_by
+    )
 
 
 def _move(engine: Engine, where: sa.ColumnElement[bool], **values: Any) -> bool:
@@ -239,7 +254,13 @@ def _move(engine: Engine, where: sa.ColumnElement[bool], **values: Any) -> bool:
 
 def put_back(engine: Engine, claimed: ClaimedAttempt, scheduled_for: datetime, reason: str | None, now: datetime) -> bool:
     """Not now: the attempt returns to the schedule, unclaimed."""
-    values = {"status": AttemptStatus.SCHEDULED, "scheduled_for": scheduled_for, "claimed_by": None, "claimed_at": None, "updated_at": now}
+    values = {
+        "status": AttemptStatus.SCHEDULED,
+        "scheduled_for": scheduled_for,
+        "claimed_by": None,
+        "claimed_at": None,
+        "updated_at": now,
+    }
     return _move(engine, _held(claimed, AttemptStatus.CLAIMED), reason=reason, **values)
 
 
@@ -247,15 +268,23 @@ def cancel(engine: Engine, claimed: ClaimedAttempt, reason: str, now: datetime) 
     return _move(engine, _held(claimed, AttemptStatus.CLAIMED), status=AttemptStatus.CANCELED, reason=reason, updated_at=now)
 
 
-def settle_policy(engine: Engine, claimed: ClaimedAttempt, decision_id: int, verdict: PolicyVerdict, now: datetime) -> AttemptStatus | None:
+def settle_policy(
+    engine: Engine, claimed: ClaimedAttempt, decision_id: int, verdict: PolicyVerdict, now: datetime
+) -> AttemptStatus | None:
     """Act on the policy's decision right before the dial: dialing, back to the schedule at the time
     the policy names, or skipped with its reason. None when the claim was lost meanwhile."""
     held = _held(claimed, AttemptStatus.CLAIMED)
+    values: dict[str, Any]
     if verdict.allow_send:
         status, values = AttemptStatus.DIALING, {"reason": None}
     elif verdict.reason_code not in NOT_ALLOWED and verdict.next_allowed_at is not None:
         status = AttemptStatus.SCHEDULED
-        values = {"reason": verdict.reason_code.value, "scheduled_for": verdict.next_allowed_at, "claimed_by": None, "claimed_at": None}
+        values = {
+            "reason": verdict.reason_code.value,
+            "scheduled_for": verdict.next_allowed_at,
+            "claimed_by": None,
+            "claimed_at": None,
+        }
     else:
         status, values = AttemptStatus.SKIPPED, {"reason": verdict.reason_code.value}
     if not _move(engine, held, status=status, policy_decision_id=decision_id, updated_at=now, **values):
@@ -309,15 +338,16 @@ def finish_attempt(
     with Session(engine) as db:
         closed = db.exec(
             sa.update(CallAttempt)
-            .where(CallAttempt.call_id == call_id, col(CallAttempt.status).in_(tuple(from_statuses)))
+            .where(col(CallAttempt.call_id) == call_id, col(CallAttempt.status).in_(tuple(from_statuses)))
             .values(status=status, outcome=ending.outcome, error=error, updated_at=now)
         )
         if closed.rowcount != 1:
             db.rollback()
             return None
-        attempt = db.exec(select(CallAttempt).where(CallAttempt.call_id == call_id)).one()
+        attempt = db.exec(select(CallAttempt).where(col(CallAttempt.call_id) == call_id)).one()
         successor = _successor(db, settings, attempt, ending, now)
         db.commit()
+        assert attempt.id is not None  # read from the database
         finished = FinishedAttempt(attempt.id, status, attempt.campaign_id, call_id)
         if successor is not None:
             finished = replace(finished, next_attempt_id=successor.id, next_scheduled_for=successor.scheduled_for)
@@ -366,10 +396,12 @@ def _successor(db: Session, settings: Settings, attempt: CallAttempt, ending: Ca
 
 def finish_campaign_if_done(engine: Engine, campaign_id: int, now: datetime) -> bool:
     """An active campaign none of whose attempts can still call anyone is finished."""
-    live = select(CallAttempt.id).where(CallAttempt.campaign_id == campaign_id, col(CallAttempt.status).in_(LIVE_ATTEMPT_STATUSES))
+    live = select(CallAttempt.id).where(
+        col(CallAttempt.campaign_id) == campaign_id, col(CallAttempt.status).in_(LIVE_ATTEMPT_STATUSES)
+    )
     return _move_campaign(
         engine,
-        sa.and_(Campaign.id == campaign_id, Campaign.status == CampaignStatus.ACTIVE, ~sa.exists(live)),
+        sa.and_(col(Campaign.id) == campaign_id, col(Campaign.status) == CampaignStatus.ACTIVE, ~sa.exists(live)),
         status=CampaignStatus.FINISHED,
         finished_at=now,
         updated_at=now,
@@ -403,21 +435,25 @@ def sweep(engine: Engine, settings: Settings, now: datetime) -> SweepReport:
     with Session(engine) as db:
         reclaimed = db.exec(
             sa.update(CallAttempt)
-            .where(CallAttempt.status == AttemptStatus.CLAIMED, col(CallAttempt.claimed_at) < lease_cutoff)
+            .where(col(CallAttempt.status) == AttemptStatus.CLAIMED, col(CallAttempt.claimed_at) < lease_cutoff)
             .values(status=AttemptStatus.SCHEDULED, claimed_by=None, claimed_at=None, reason="worker_lost", updated_at=now)
         ).rowcount
         requeued = db.exec(
             sa.update(CallAttempt)
-            .where(CallAttempt.status == AttemptStatus.QUEUED, CallAttempt.updated_at < requeue_cutoff)
+            .where(col(CallAttempt.status) == AttemptStatus.QUEUED, col(CallAttempt.updated_at) < requeue_cutoff)
             .values(status=AttemptStatus.SCHEDULED, reason="message_lost", updated_at=now)
         ).rowcount
         db.commit()
         stuck = db.exec(
-            select(CallAttempt.call_id).where(CallAttempt.status == AttemptStatus.DIALING, col(CallAttempt.claimed_at) < lease_cutoff)
+            select(CallAttempt.call_id).where(
+                col(CallAttempt.status) == AttemptStatus.DIALING, col(CallAttempt.claimed_at) < lease_cutoff
+            )
         ).all()
     interrupted = CallEnding(CallStatus.FAILED, error="dial interrupted: the worker was lost during the dial")
     closed = tuple(
-        call_id for call_id in stuck if finish_attempt(engine, settings, call_id, interrupted, now, from_statuses=(AttemptStatus.DIALING,))
+        call_id
+        for call_id in stuck
+        if finish_attempt(engine, settings, call_id, interrupted, now, from_statuses=(AttemptStatus.DIALING,))
     )
     report = SweepReport(reclaimed, requeued, closed)
     if reclaimed or requeued or closed:
@@ -432,16 +468,17 @@ def campaign_counts(db: Session, campaign_id: int) -> dict[str, dict[str, int]]:
     """Counts of a campaign's attempts by status, by outcome, and by skip reason."""
 
     def grouped(column: Any, *where: Any) -> dict[str, int]:
-        rows = db.exec(select(column, func.count()).where(CallAttempt.campaign_id == campaign_id, *where).group_by(column)).all()
+        rows = db.exec(
+            select(column, func.count()).where(col(CallAttempt.campaign_id) == campaign_id, *where).group_by(column)
+        ).all()
         return {_label(value): count for value, count in rows if value is not None}
 
     return {
         "by_status": grouped(CallAttempt.status),
         "by_outcome": grouped(CallAttempt.outcome, col(CallAttempt.outcome).is_not(None)),
-        "skipped_by_reason": grouped(CallAttempt.reason, CallAttempt.status == AttemptStatus.SKIPPED),
+        "skipped_by_reason": grouped(CallAttempt.reason, col(CallAttempt.status) == AttemptStatus.SKIPPED),
     }
 
 
 def _label(value: Any) -> str:
     return value.value if hasattr(value, "value") else str(value)
-

@@ -126,7 +126,14 @@ class RedisCampaignLimiter:
         self._room = self._redis.register_script(_ROOM)
 
     async def acquire(self, campaign_id: int, lease_id: str, limits: CampaignLimits, now: float) -> Grant:
-        args = [int(now * 1000), int(WINDOW_SECONDS * 1000), limits.calls_per_minute, limits.max_concurrent_calls, self._lease_ms, lease_id]
+        args: list[int | str] = [
+            int(now * 1000),
+            int(WINDOW_SECONDS * 1000),
+            limits.calls_per_minute,
+            limits.max_concurrent_calls,
+            self._lease_ms,
+            lease_id,
+        ]
         answer = await self._acquire(keys=[rate_key(campaign_id), lease_key(campaign_id)], args=args)
         if int(answer[0]) == 1:
             return Grant(True)
@@ -137,7 +144,9 @@ class RedisCampaignLimiter:
 
     async def refund(self, campaign_id: int, lease_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.zrem(rate_key(campaign_id), lease_id).zrem(lease_key(campaign_id), lease_id).execute()
+            pipe.zrem(rate_key(campaign_id), lease_id)
+            pipe.zrem(lease_key(campaign_id), lease_id)
+            await pipe.execute()
 
     async def room(self, campaign_id: int, limits: CampaignLimits, now: float) -> int:
         args = [int(now * 1000), int(WINDOW_SECONDS * 1000), limits.calls_per_minute, limits.max_concurrent_calls]

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from celery import Celery
 from celery.signals import worker_process_init
@@ -82,7 +82,7 @@ class _ProcessState:
             self._deps = QueueDeps(engine=make_engine(settings.database_url), settings=settings, dial=self.dial, limiter=limiter)
         return self._deps
 
-    def run(self, step: Callable[[QueueDeps], Awaitable[T]]) -> T:
+    def run(self, step: Callable[[QueueDeps], Coroutine[Any, Any, T]]) -> T:
         with self._lock:  # one task at a time per process (prefork, solo); threads would share the loop
             if self._runner is None:
                 self._runner = asyncio.Runner()

@@ -177,11 +177,14 @@ def _recheck_policy(deps: QueueDeps, claimed: ClaimedAttempt) -> AttemptStatus |
             return None
         decision, verdict = evaluate(db, workspace, lead, deps.settings, now)
         decision_id = decision.id
+    assert decision_id is not None  # evaluate commits it
     return attempt_store.settle_policy(deps.engine, claimed, decision_id, verdict, now)
 
 
 async def _finish(deps: QueueDeps, call_id: str, ending: CallEnding, **kwargs: Any) -> FinishedAttempt | None:
-    finished = await asyncio.to_thread(attempt_store.finish_attempt, deps.engine, deps.settings, call_id, ending, deps.clock(), **kwargs)
+    finished = await asyncio.to_thread(
+        attempt_store.finish_attempt, deps.engine, deps.settings, call_id, ending, deps.clock(), **kwargs
+    )
     if finished is not None and finished.campaign_id is not None:
         await deps.limiter.release(finished.campaign_id, call_id)
     return finished

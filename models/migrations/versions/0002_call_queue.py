@@ -92,8 +92,12 @@ def upgrade() -> None:
     op.create_index(op.f("ix_call_attempt_campaign_id"), "call_attempt", ["campaign_id"])
     op.create_index("ix_call_attempt_status_scheduled_for", "call_attempt", ["status", "scheduled_for"])
     op.create_index(
-        "uq_call_attempt_one_live_per_lead", "call_attempt", ["lead_id"], unique=True,
-        sqlite_where=LIVE_ATTEMPT, postgresql_where=LIVE_ATTEMPT,
+        "uq_call_attempt_one_live_per_lead",
+        "call_attempt",
+        ["lead_id"],
+        unique=True,
+        sqlite_where=LIVE_ATTEMPT,
+        postgresql_where=LIVE_ATTEMPT,
     )
 
 
