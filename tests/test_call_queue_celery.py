@@ -25,7 +25,7 @@ from control_api.call_queue.celery_app import DIAL_TASK, DISPATCH_TASK, QUEUE_NA
 from models.call_queue import CallAttempt
 from models.enums import AttemptStatus
 from tests.queue_worker_app import DIALS_KEY, record_dial
-from tests.test_call_queue import QueueWorld, make_world
+from tests.queue_world import QueueWorld, make_world
 
 PROJECT = Path(__file__).resolve().parent.parent
 
