@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from after_call import metrics
+from after_call.call_attempts import finish_call_attempt
 from after_call.lead_updates import update_lead_after_call
 from after_call.sms_followup import send_sms_followup
 from after_call.telephony_verdicts import reconcile_with_telephony
@@ -32,10 +33,13 @@ SPOOL_PATH = Path("data/outcome-spool.jsonl")
 AfterCallHook = Callable[[Services, Call], Awaitable[None]]
 
 # The order is the point: Twilio's verdicts first (a machine answer turns the outcome into
-# `voicemail`, which the later hooks must see), then the lead, then the SMS that depends on both.
+# `voicemail`, which the later hooks must see), then the lead, then the call attempt (its retry
+# or callback is decided on the final outcome, and a lead who opted out on this call is already
+# suppressed when the follow-up's policy is asked), then the SMS that depends on all of them.
 AFTER_CALL_HOOKS: tuple[AfterCallHook, ...] = (
     reconcile_with_telephony,
     update_lead_after_call,
+    finish_call_attempt,
     send_sms_followup,
 )
 

@@ -10,11 +10,11 @@ from datetime import datetime
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
+from call_queue.policy_facts import active_strategy, evaluate
 from models.call_job import utcnow
 from models.call_request import CallRequest
-from models.column_types import as_utc
 from models.conversation_history import Message, history_for_context
 from models.domain import (
     DEFAULT_WORKSPACE_NAME,
@@ -25,10 +25,8 @@ from models.domain import (
     Workspace,
     WorkspaceApiKey,
 )
-from models.enums import Channel, LeadStage, StrategyStatus
-from models.outreach_policy import FollowUpCadence, OutreachFacts, PolicyVerdict, budget_day, decide
+from models.outreach_policy import PolicyVerdict
 from models.settings import Settings
-from models.tables import Call
 
 WEB_FORM_CONSENT = "web_form"
 
@@ -123,69 +121,6 @@ def record_request_consent(db: Session, lead: Lead, api_key: WorkspaceApiKey | N
                 workspace_id=lead.workspace_id, lead_id=lead.id, operator_id=f"api_key:{api_key.key_prefix}", timestamp=now
             )
         )
-
-
-def active_strategy(db: Session, workspace_id: int) -> StrategyVersion | None:
-    query = select(StrategyVersion).where(
-        StrategyVersion.workspace_id == workspace_id, StrategyVersion.status == StrategyStatus.ACTIVE
-    )
-    return db.exec(query).first()
-
-
-def is_attested(db: Session, workspace_id: int, lead_id: int) -> bool:
-    """The newest attestation for this lead decides; without one, the newest workspace-wide one."""
-    base = select(OutreachAttestation).where(OutreachAttestation.workspace_id == workspace_id)
-    newest = (col(OutreachAttestation.timestamp).desc(), col(OutreachAttestation.id).desc())
-    for scope in (OutreachAttestation.lead_id == lead_id, col(OutreachAttestation.lead_id).is_(None)):
-        attestation = db.exec(base.where(scope).order_by(*newest)).first()
-        if attestation is not None:
-            return attestation.granted
-    return False
-
-
-def gather_facts(db: Session, workspace: Workspace, lead: Lead, settings: Settings, now: datetime) -> OutreachFacts:
-    strategy = active_strategy(db, workspace.id)
-    day_start, day_end = budget_day(now, workspace.timezone)
-    calls_today = db.exec(
-        select(func.count())
-        .select_from(Call)
-        .where(Call.workspace_id == workspace.id, Call.created_at >= day_start, Call.created_at < day_end)
-    ).one()
-    attempts = db.exec(select(Call.created_at).where(Call.lead_id == lead.id)).all()
-    return OutreachFacts(
-        now=now,
-        phone=lead.phone,
-        consent=lead.consent,
-        attested=is_attested(db, workspace.id, lead.id),
-        opted_out=lead.opted_out_at is not None or lead.stage == LeadStage.SUPPRESSED,
-        lead_timezone=lead.timezone,
-        workspace_timezone=workspace.timezone,
-        business_hours=workspace.business_hours,
-        budget_tier=workspace.budget_tier,
-        calls_today=calls_today,
-        previous_attempts=[as_utc(at) for at in attempts],
-        cadence=FollowUpCadence.for_strategy(strategy.followup_preset, strategy.interval_overrides) if strategy else None,
-        enforce_calling_hours=settings.enforce_calling_hours,
-    )
-
-
-def evaluate(
-    db: Session, workspace: Workspace, lead: Lead, settings: Settings, now: datetime | None = None
-) -> tuple[PolicyDecision, PolicyVerdict]:
-    """Decide, and commit the decision (with whatever else the session holds) before returning."""
-    verdict = decide(gather_facts(db, workspace, lead, settings, now or utcnow()))
-    decision = PolicyDecision(
-        workspace_id=workspace.id,
-        lead_id=lead.id,
-        channel=Channel.VOICE,
-        allow_send=verdict.allow_send,
-        reason_code=verdict.reason_code.value,
-        rule_trace=verdict.rule_trace,
-        next_allowed_at=verdict.next_allowed_at,
-    )
-    db.add(decision)
-    db.commit()
-    return decision, verdict
 
 
 def admit_call(

@@ -2,7 +2,7 @@
 
 The database, not the broker, is the schedule: an attempt is a row with `scheduled_for` and a
 status, and every move between statuses is a conditional UPDATE that one process wins
-(control_api/call_queue/attempt_store.py). Counts of a campaign are computed from its attempts.
+(call_queue/attempt_store.py). Counts of a campaign are computed from its attempts.
 """
 
 from datetime import datetime

@@ -148,7 +148,7 @@ class OptOutSource(StrEnum):
 
 
 class AttemptStatus(StrEnum):
-    """Where one call attempt is; control_api/call_queue/__init__.py draws the transitions."""
+    """Where one call attempt is; call_queue/__init__.py draws the transitions."""
 
     SCHEDULED = "scheduled"
     QUEUED = "queued"

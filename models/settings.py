@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     # budget always apply.
     enforce_calling_hours: bool = True
 
-    # Call queue (control_api/call_queue/). Celery with the Redis broker when REDIS_URL is set,
+    # Call queue (call_queue/). Celery with the Redis broker when REDIS_URL is set,
     # otherwise an in-process scheduler; the schedule itself is the call_attempt table either way.
     # How often due attempts are handed to workers (Celery beat's period, or the in-process poll).
     queue_poll_seconds: float = Field(default=2.0, gt=0)

@@ -6,10 +6,11 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-# Call's links point at the domain's tables: they must be in the metadata wherever Call is.
-from models import domain as _domain  # noqa: F401
 # The queue's tables too: the migrations compare the whole metadata with the schema.
 from models import call_queue as _call_queue  # noqa: F401
+
+# Call's links point at the domain's tables: they must be in the metadata wherever Call is.
+from models import domain as _domain  # noqa: F401
 from models.call_job import utcnow
 from models.column_types import UtcDateTime, enum_type
 from models.enums import CallGoal, CallOutcome, CallStatus, EndReason

@@ -14,15 +14,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, select
 
-from control_api.call_queue import attempt_store
-from control_api.call_queue.attempt_store import CallEnding, LeadBusy
-from control_api.call_queue.runner import AttemptRun, DialOrder, dispatch_due, finish_call, run_attempt
-from control_api.call_queue.scheduler import InProcessScheduler
+from call_queue import attempt_store
+from call_queue.attempt_store import CallEnding, LeadBusy
+from call_queue.runner import AttemptRun, DialOrder, dispatch_due, finish_call, run_attempt
+from call_queue.scheduler import InProcessScheduler
 from models.call_queue import CallAttempt, Campaign
 from models.database import make_engine
 from models.domain import Lead, PolicyDecision
 from models.enums import AttemptStatus, CallOutcome, CallStatus, CampaignStatus
-from tests.queue_world import LA, MORNING, QueueWorld, make_world
+from tests.support.call_queue_world import LA, MORNING, QueueWorld, make_world
 
 
 @pytest.fixture()

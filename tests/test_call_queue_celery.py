@@ -1,6 +1,6 @@
 """The call queue on Celery: real `celery worker` and `celery beat` processes on the test Redis and PostgreSQL.
 
-The workers run tests/queue_worker_app.py: the project's tasks, with a dial that records each call id
+The workers run tests/support/queue_worker_app.py: the project's tasks, with a dial that records each call id
 in Redis. Waiting loops have deadlines only so that a failure ends; nothing asserts on time.
 """
 
@@ -21,11 +21,11 @@ import pytest
 import redis
 from sqlmodel import Session
 
-from control_api.call_queue.celery_app import DIAL_TASK, DISPATCH_TASK, QUEUE_NAME, CeleryScheduler, create_celery_app
+from call_queue.celery_app import DIAL_TASK, DISPATCH_TASK, QUEUE_NAME, CeleryScheduler, create_celery_app
 from models.call_queue import CallAttempt
 from models.enums import AttemptStatus
-from tests.queue_worker_app import DIALS_KEY, record_dial
-from tests.queue_world import QueueWorld, make_world
+from tests.support.call_queue_world import QueueWorld, make_world
+from tests.support.queue_worker_app import DIALS_KEY, record_dial
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,7 @@ class CeleryRig:
     def start(self, *args: str, name: str, ready: str = "ready.") -> subprocess.Popen:
         log_path = self.workdir / f"{name}.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.queue_worker_app", *args],
+            [sys.executable, "-m", "celery", "-A", "tests.support.queue_worker_app", *args],
             cwd=PROJECT,
             env=self.env,
             stdout=open(log_path, "wb"),  # noqa: SIM115

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from control_api.call_queue.callback_time import parse_callback_time
-from control_api.call_queue.schedule_rules import (
+from call_queue.callback_time import parse_callback_time
+from call_queue.schedule_rules import (
     DEFAULT_RETRY_RULE,
     RetryKind,
     RetryRule,
@@ -19,8 +19,8 @@ from control_api.call_queue.schedule_rules import (
     retry_at,
     retry_kind,
 )
-from control_api.outreach_policy import FollowUpCadence, OutreachFacts
 from models.enums import BudgetTier, CallOutcome, CallStatus, FollowUpPreset
+from models.outreach_policy import FollowUpCadence, OutreachFacts
 
 LA = ZoneInfo("America/Los_Angeles")
 LA_PHONE = "+14155550123"

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from control_api.call_queue.campaign_limiter import CampaignLimits, LocalCampaignLimiter, RedisCampaignLimiter
+from call_queue.campaign_limiter import CampaignLimits, LocalCampaignLimiter, RedisCampaignLimiter
 
 T0 = 1_781_110_800.0  # an instant; every test moves from here
 

@@ -1,7 +1,7 @@
 """The two steps every scheduler runs: hand out the due attempts, and run one attempt to its dial.
 
-Celery's tasks (control_api/call_queue/celery_app.py) and the in-process scheduler
-(control_api/call_queue/scheduler.py) call exactly these; only how an attempt id travels from
+Celery's tasks (call_queue/celery_app.py) and the in-process scheduler
+(call_queue/scheduler.py) call exactly these; only how an attempt id travels from
 `dispatch_due` to `run_attempt` differs (a broker message, or an asyncio task).
 
 `run_attempt`, in order: claim it in the database (one winner) -> a campaign's pace (rate and
@@ -21,10 +21,10 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from control_api.call_queue import attempt_store
-from control_api.call_queue.attempt_store import CallEnding, ClaimedAttempt, FinishedAttempt
-from control_api.call_queue.campaign_limiter import CampaignLimiter
-from control_api.outreach_gate import evaluate
+from call_queue import attempt_store
+from call_queue.attempt_store import CallEnding, ClaimedAttempt, FinishedAttempt
+from call_queue.campaign_limiter import CampaignLimiter
+from call_queue.policy_facts import evaluate
 from models.call_job import utcnow
 from models.domain import Lead, Workspace
 from models.enums import AttemptStatus, CallStatus, CampaignStatus
@@ -175,7 +175,15 @@ def _recheck_policy(deps: QueueDeps, claimed: ClaimedAttempt) -> AttemptStatus |
         workspace, lead = db.get(Workspace, claimed.workspace_id), db.get(Lead, claimed.lead_id)
         if workspace is None or lead is None:  # deleted meanwhile; nothing to call
             return None
-        decision, verdict = evaluate(db, workspace, lead, deps.settings, now)
+        decision, verdict = evaluate(
+            db,
+            workspace,
+            lead,
+            deps.settings,
+            now,
+            exclude_call_id=claimed.call_id,
+            requested_callback=claimed.requested_callback,
+        )
         decision_id = decision.id
     assert decision_id is not None  # evaluate commits it
     return attempt_store.settle_policy(deps.engine, claimed, decision_id, verdict, now)

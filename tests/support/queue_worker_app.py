@@ -1,6 +1,6 @@
 """The call queue's Celery app as the subprocess tests run it: the real tasks, a dial that only records.
 
-`celery -A tests.queue_worker_app worker|beat`, with REDIS_URL and DATABASE_URL in the environment.
+`celery -A tests.support.queue_worker_app worker|beat`, with REDIS_URL and DATABASE_URL in the environment.
 Each dial appends its call id to the Redis list DIALS_KEY, so a test counts the calls placed.
 """
 
@@ -9,8 +9,8 @@ from functools import cache
 import redis.asyncio as aioredis
 from celery import Celery
 
-from control_api.call_queue.celery_app import create_celery_app
-from control_api.call_queue.runner import DialOrder
+from call_queue.celery_app import create_celery_app
+from call_queue.runner import DialOrder
 from models.log_config import configure_logging
 from models.settings import get_settings
 

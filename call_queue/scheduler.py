@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from control_api.call_queue.runner import QueueDeps, dispatch_due, run_attempt
+from call_queue.runner import QueueDeps, dispatch_due, run_attempt
 from models.log_config import get_logger
 
 log = get_logger(__name__)

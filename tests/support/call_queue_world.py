@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from control_api.call_queue import attempt_store
-from control_api.call_queue.campaign_limiter import LocalCampaignLimiter
-from control_api.call_queue.runner import DialFunction, DialOrder, QueueDeps
+from call_queue import attempt_store
+from call_queue.campaign_limiter import LocalCampaignLimiter
+from call_queue.runner import DialFunction, DialOrder, QueueDeps
 from models.call_queue import CallAttempt, Campaign
 from models.database import init_db, make_engine
 from models.domain import Lead, StrategyVersion, Workspace

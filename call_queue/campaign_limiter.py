@@ -218,3 +218,19 @@ def make_campaign_limiter(redis_url: str | None, lease_seconds: float) -> Campai
     if redis_url:
         return RedisCampaignLimiter(redis_url, lease_seconds)
     return LocalCampaignLimiter(lease_seconds)
+
+
+_LOCAL_LIMITERS: dict[float, LocalCampaignLimiter] = {}
+
+
+def process_campaign_limiter(settings: Settings) -> tuple[CampaignLimiter, bool]:
+    """The limiter a process's parts share, and whether the caller must close it.
+
+    Without Redis the slots live in this process's memory, so whoever takes a slot (the in-process
+    scheduler) and whoever frees it (the after-call hook) must hold the same object; with Redis a
+    fresh client sees the same slots, and is the caller's to close.
+    """
+    lease = slot_lease_seconds(settings)
+    if settings.redis_url:
+        return RedisCampaignLimiter(settings.redis_url, lease), True
+    return _LOCAL_LIMITERS.setdefault(lease, LocalCampaignLimiter(lease)), False

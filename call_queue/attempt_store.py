@@ -22,15 +22,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from control_api.call_queue.callback_time import parse_callback_time
-from control_api.call_queue.campaign_limiter import CampaignLimits
-from control_api.call_queue.schedule_rules import DEFAULT_RETRY_RULE, RetryRule, callback_window_time, retry_at, retry_kind
-from control_api.outreach_gate import gather_facts
-from control_api.outreach_policy import NOT_ALLOWED, PolicyVerdict, callee_zones
+from call_queue.callback_time import parse_callback_time
+from call_queue.campaign_limiter import CampaignLimits
+from call_queue.policy_facts import gather_facts
+from call_queue.schedule_rules import DEFAULT_RETRY_RULE, RetryRule, callback_window_time, retry_at, retry_kind
 from models.call_queue import CallAttempt, Campaign
 from models.domain import Lead, Workspace
 from models.enums import LIVE_ATTEMPT_STATUSES, AttemptStatus, CallOutcome, CallStatus, CampaignStatus
 from models.log_config import get_logger
+from models.outreach_policy import NOT_ALLOWED, PolicyVerdict, callee_zones
 from models.settings import Settings
 
 log = get_logger(__name__)
@@ -198,6 +198,8 @@ class ClaimedAttempt:
     attempt: int
     claimed_by: str
     campaign: CampaignTerms | None
+    # It follows a call in which the lead asked to be called back (the policy's spacing does not apply).
+    requested_callback: bool = False
 
 
 def claim(engine: Engine, attempt_id: int, worker: str, now: datetime, lease: timedelta) -> ClaimedAttempt | None:
@@ -227,6 +229,7 @@ def claim(engine: Engine, attempt_id: int, worker: str, now: datetime, lease: ti
         attempt = db.get(CallAttempt, attempt_id)
         assert attempt is not None  # just claimed; attempts are never deleted
         campaign = db.get(Campaign, attempt.campaign_id) if attempt.campaign_id is not None else None
+        before = db.get(CallAttempt, attempt.retry_of_id) if attempt.retry_of_id is not None else None
         return ClaimedAttempt(
             id=attempt_id,
             workspace_id=attempt.workspace_id,
@@ -236,6 +239,7 @@ def claim(engine: Engine, attempt_id: int, worker: str, now: datetime, lease: ti
             attempt=attempt.attempt,
             claimed_by=claimed_by,
             campaign=_terms(campaign) if campaign is not None else None,
+            requested_callback=before is not None and before.outcome is CallOutcome.CALLBACK_REQUESTED,
         )
 
 
@@ -361,8 +365,9 @@ def _successor(db: Session, settings: Settings, attempt: CallAttempt, ending: Ca
     campaign = db.get(Campaign, attempt.campaign_id) if attempt.campaign_id is not None else None
     if workspace is None or lead is None or (campaign is not None and campaign.status is not CampaignStatus.ACTIVE):
         return None
-    facts = gather_facts(db, workspace, lead, settings, now)
-    if ending.outcome is CallOutcome.CALLBACK_REQUESTED:
+    callback = ending.outcome is CallOutcome.CALLBACK_REQUESTED
+    facts = gather_facts(db, workspace, lead, settings, now, requested_callback=callback)
+    if callback:
         zone = callee_zones(lead.phone, lead.timezone, workspace.timezone)[0][0]
         asked = parse_callback_time(ending.callback_text, now, zone) if ending.callback_text else None
         at, reason = callback_window_time(asked, facts), "callback_requested"

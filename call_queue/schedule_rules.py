@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from control_api.outreach_policy import OutreachFacts, budget_day, decide, next_window_open
 from models.enums import CallOutcome, CallStatus
+from models.outreach_policy import OutreachFacts, budget_day, decide, next_window_open
 
 
 class RetryKind(StrEnum):

@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 from celery import Celery
 from celery.signals import worker_process_init
 
-from control_api.call_queue.campaign_limiter import make_campaign_limiter, slot_lease_seconds
-from control_api.call_queue.runner import DialFunction, QueueDeps, dispatch_due, run_attempt
+from call_queue.campaign_limiter import make_campaign_limiter, slot_lease_seconds
+from call_queue.runner import DialFunction, QueueDeps, dispatch_due, run_attempt
 from models.database import make_engine
 from models.log_config import get_logger
 from models.settings import Settings
