@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from after_call.outcome_writer import replay_spool
 from control_api import metrics
 from control_api.body_limit import BodySizeLimitMiddleware
+from control_api.call_scheduling import running_call_queue
 from control_api.dial_failures import DialFailed, dial_failed_handler, fail_unanswered_call
 from control_api.listening_address import ListeningAddress, ListeningAddressMiddleware, warn_if_public_url_is_elsewhere
 from control_api.outreach_gate import OutreachRefused, outreach_refused_handler
@@ -52,7 +53,9 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
             address_check = asyncio.create_task(warn_if_public_url_is_elsewhere(settings))
             log.info("service_started", replayed_outcomes=replayed, **settings.safe_summary())
             try:
-                yield
+                async with running_call_queue(services) as scheduler:
+                    app.state.call_scheduler = scheduler
+                    yield
             finally:
                 for task in (gauge_refresher, address_check):
                     task.cancel()

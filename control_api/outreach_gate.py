@@ -1,10 +1,9 @@
-"""Between a call request and the dialer: the lead, its consent, the policy and its audit.
+"""Between a call request and the queue: the workspace and lead, the consent it carries, and a refusal's answer.
 
-Gathers the facts the pure policy (models/outreach_policy.py) needs from the database,
-asks it, and commits the PolicyDecision, allowed or not, before anything is dialed.
+The policy's facts and its stored decision are in call_queue/policy_facts.py (the queue re-checks
+before each dial); POST /calls's database step is control_api/call_intake.py.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import Request
@@ -12,21 +11,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from call_queue.policy_facts import active_strategy, evaluate
 from models.call_job import utcnow
-from models.call_request import CallRequest
-from models.conversation_history import Message, history_for_context
 from models.domain import (
     DEFAULT_WORKSPACE_NAME,
     Lead,
     OutreachAttestation,
-    PolicyDecision,
-    StrategyVersion,
     Workspace,
     WorkspaceApiKey,
 )
 from models.outreach_policy import PolicyVerdict
-from models.settings import Settings
 
 WEB_FORM_CONSENT = "web_form"
 
@@ -57,30 +50,6 @@ class OutreachRefused(Exception):
 async def outreach_refused_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OutreachRefused)
     return exc.response()
-
-
-@dataclass
-class Admission:
-    """An allowed call: who it is for, the strategy it runs on, and what was said before."""
-
-    workspace: Workspace
-    lead: Lead
-    strategy: StrategyVersion | None
-    decision: PolicyDecision
-    history: list[Message]
-
-    def call_links(self) -> dict[str, int | None]:
-        return {
-            "workspace_id": self.workspace.id,
-            "lead_id": self.lead.id,
-            "strategy_version_id": self.strategy.id if self.strategy else None,
-        }
-
-    def link_call(self, db: Session, call_id: str) -> None:
-        """After the Call row is added: the decision points at the call it let through."""
-        db.flush()
-        self.decision.call_id = call_id
-        db.add(self.decision)
 
 
 def default_workspace(db: Session) -> Workspace:
@@ -121,21 +90,3 @@ def record_request_consent(db: Session, lead: Lead, api_key: WorkspaceApiKey | N
                 workspace_id=lead.workspace_id, lead_id=lead.id, operator_id=f"api_key:{api_key.key_prefix}", timestamp=now
             )
         )
-
-
-def admit_call(
-    db: Session,
-    settings: Settings,
-    call_request: CallRequest,
-    workspace_key: tuple[Workspace, WorkspaceApiKey] | None = None,
-    now: datetime | None = None,
-) -> Admission:
-    """Raises OutreachRefused when the policy says no; the decision is stored either way."""
-    now = now or utcnow()
-    workspace, api_key = workspace_key or (default_workspace(db), None)
-    lead = lead_for_phone(db, workspace, call_request.phone, call_request.name)
-    record_request_consent(db, lead, api_key, now)
-    decision, verdict = evaluate(db, workspace, lead, settings, now)
-    if not verdict.allow_send:
-        raise OutreachRefused(decision.id, verdict)
-    return Admission(workspace, lead, active_strategy(db, workspace.id), decision, history_for_context(db, lead.id))

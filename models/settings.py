@@ -81,6 +81,18 @@ class Settings(BaseSettings):
     queue_lease_seconds: float = Field(default=60.0, gt=0)
     # A queued attempt whose task never ran in this long (its message was lost) is handed out again.
     queue_requeue_seconds: float = Field(default=600.0, gt=0)
+    # POST /calls's database step (lead, policy decision, attempt) gives up after this long and
+    # answers 503 with Retry-After: a locked or unreachable database must not hold requests open.
+    call_intake_timeout_seconds: float = Field(default=3.0, gt=0)
+    # Where due attempts are dialed: `in_process` (the web process polls and dials: one process,
+    # the demo), `celery` (beat and queue workers; needs REDIS_URL), or `auto`: celery when
+    # REDIS_URL is set, else in_process.
+    queue_runner: Literal["auto", "in_process", "celery"] = "auto"
+
+    @property
+    def queue_in_process(self) -> bool:
+        """Whether this process dials the due attempts itself (else Celery's workers do)."""
+        return self.queue_runner == "in_process" or (self.queue_runner == "auto" and not self.redis_url)
 
     @model_validator(mode="after")
     def _choose_providers(self) -> "Settings":

@@ -135,7 +135,7 @@ async function submit(event) {
       body: JSON.stringify(requestBody(form)),
     });
     const data = await answer.json().catch(() => ({}));
-    if (answer.status !== 201) {
+    if (answer.status !== 202) {
       explain(answer, data, form);
       if (window.turnstile) window.turnstile.reset();
       return;
