@@ -31,6 +31,8 @@ class CallStatusResponse(BaseModel):
     status: CallStatus
     phone: str
     created_at: datetime
+    # Once the call is placed: the context it runs on (GET /contexts/{context_id}).
+    context_id: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
     expires_at: datetime | None = None
@@ -64,6 +66,8 @@ def call_status(source: Call | CallJob, job: CallJob | None = None) -> CallStatu
         if name not in _LIVE_ONLY and getattr(source, name, None) is not None
     }
     fields |= {"id": str(source.id), "phone": mask_phone(source.phone)}
+    if source.context_id is not None:
+        fields["context_id"] = str(source.context_id)
     if live is not None:
         fields |= {"expires_at": live.expires_at, "seconds_until_expiry": round(live.seconds_until_expiry(), 3)}
     return CallStatusResponse.model_validate(fields)

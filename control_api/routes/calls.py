@@ -122,8 +122,6 @@ async def get_call(
         return call_status(record, job)
     if job is not None:
         return call_status(job)
-    if record is not None:
-        return call_status(record)
     if attempt is not None:
         return attempt_status_view(attempt)
     raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"call {call_id} is unknown or has expired")

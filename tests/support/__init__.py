@@ -43,6 +43,34 @@ from services.twilio_account import TwilioAccount
 BOOK_MEETING_REQUEST = dict(DEMO_REQUEST)
 
 
+def wait_for_call(client, call_id: str, until, *, headers: dict | None = None, timeout: float = 20.0) -> dict:
+    """GET /calls/{id} until `until(call)` holds (the queue places calls after POST /calls answers)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.get(f"/calls/{call_id}", headers=headers)
+        call = answer.json() if answer.status_code == 200 else {}
+        if call and until(call):
+            return call
+        if time.monotonic() > deadline:
+            raise AssertionError(f"call {call_id} never got there: {answer.status_code} {answer.text[:300]}")
+        time.sleep(0.05)
+
+
+def is_placed(call: dict) -> bool:
+    return call.get("attempt_status") is None or call.get("status") == "failed"
+
+
+def place_call(client, body: dict, *, headers: dict | None = None, path: str = "/calls") -> dict:
+    """POST a call (202) and wait until the queue has placed it: the POST answer, with the placed call's
+    context_id and context_url added."""
+    answer = client.post(path, json=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    created = answer.json()
+    placed = wait_for_call(client, created["id"], is_placed, headers=headers)
+    context_id = placed.get("context_id")
+    return {**created, "context_id": context_id, "context_url": f"/contexts/{context_id}" if context_id else None}
+
+
 TWILIO_FROM_NUMBER = "+15005550006"
 
 
