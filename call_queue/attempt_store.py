@@ -112,6 +112,21 @@ def schedule_call(
     return add_attempt(db, attempt)
 
 
+def replace_waiting(db: Session, live: CallAttempt, now: datetime) -> bool:
+    """Cancel a lead's attempt that is only waiting (scheduled or queued, not a campaign's), so a new
+    request for the lead takes its place; False when a worker has it already (it may be dialing)."""
+    replaced = db.exec(
+        sa.update(CallAttempt)
+        .where(
+            col(CallAttempt.id) == live.id,
+            col(CallAttempt.campaign_id).is_(None),
+            col(CallAttempt.status).in_((AttemptStatus.SCHEDULED, AttemptStatus.QUEUED)),
+        )
+        .values(status=AttemptStatus.CANCELED, reason="replaced_by_new_request", updated_at=now)
+    )
+    return replaced.rowcount == 1
+
+
 # --- handing out due attempts ----------------------------------------------------------------------
 
 

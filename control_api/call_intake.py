@@ -9,7 +9,8 @@ holding the request. What it decides:
 - a hard refusal (opted out, no consent, attempts used up), or a time rule with no next window:
   OutreachRefused, the decision stored.
 An Idempotency-Key (per workspace) returns the attempt it created the first time; a lead that already
-has a live attempt (scheduled, queued or in a call) answers 409.
+whose call a worker has taken (dialing, in a call) answers 409; one that is only waiting
+(a retry, a callback, an earlier request) is replaced by this one.
 """
 
 from __future__ import annotations
@@ -90,24 +91,33 @@ def accept_call(
             raise OutreachRefused(decision.id, verdict)
         at = now if verdict.allow_send else verdict.next_allowed_at
         assert at is not None and lead.id is not None
+        schedule = partial(
+            attempt_store.schedule_call,
+            db,
+            workspace_id=workspace.id,
+            lead_id=lead.id,
+            call_request=call_request.model_dump(mode="json"),
+            scheduled_for=at,
+            now=now,
+            idempotency_key=idempotency_key,
+            reason=None if verdict.allow_send else verdict.reason_code.value,
+        )
         try:
-            attempt = attempt_store.schedule_call(
-                db,
-                workspace_id=workspace.id,
-                lead_id=lead.id,
-                call_request=call_request.model_dump(mode="json"),
-                scheduled_for=at,
-                now=now,
-                idempotency_key=idempotency_key,
-                reason=None if verdict.allow_send else verdict.reason_code.value,
-            )
+            try:
+                attempt = schedule()
+            except LeadBusy as busy:
+                # A call only waiting for its time (a retry, a callback, an earlier request) gives way
+                # to this request; one a worker has taken may be ringing: 409.
+                if not attempt_store.replace_waiting(db, busy.live, now):
+                    raise
+                attempt = schedule()
             attempt.policy_decision_id = decision.id
             db.add(attempt)
             db.commit()
         except LeadBusy:
             db.rollback()
             raise HTTPException(
-                status.HTTP_409_CONFLICT, detail="this number already has a call scheduled or under way; try again when it ends"
+                status.HTTP_409_CONFLICT, detail="this number already has a call under way; try again when it ends"
             ) from None
         except IntegrityError:  # the same Idempotency-Key raced in from a concurrent request
             db.rollback()

@@ -1,6 +1,5 @@
 """POST /calls, GET /calls/{id}, GET /contexts/{id}, GET /health: the call request as a user sends it."""
 
-from datetime import datetime
 from uuid import uuid4
 
 import pytest
@@ -115,4 +114,4 @@ def test_a_number_already_being_called_answers_409(api_client):
     again = client.post("/calls", json=request_for("+14155550168", product="Something else"))
 
     assert again.status_code == 409
-    assert "already has a call scheduled or under way" in again.json()["detail"]
+    assert "already has a call under way" in again.json()["detail"]

@@ -39,7 +39,7 @@ def _store_down() -> HTTPException:
     response_model_exclude_none=True,
     dependencies=[Depends(guard_public_call_request)],
     responses={
-        409: {"description": "this number already has a call scheduled or under way"},
+        409: {"description": "this number already has a call under way"},
         422: {"description": "a field is invalid, or the outreach policy refuses for good (reason_code)"},
         503: {"description": "the database is busy or down; see Retry-After"},
     },

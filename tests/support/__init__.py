@@ -60,6 +60,22 @@ def is_placed(call: dict) -> bool:
     return call.get("attempt_status") is None or call.get("status") == "failed"
 
 
+def end_call(client: TestClient, call_id: str, outcome: str = "not_interested") -> None:
+    """End a placed call as the worker would (outcome writer and after-call hooks), in the app's loop."""
+    from after_call.outcome_writer import record_finished_call, record_without_conversation
+    from models.enums import CallOutcome, EndReason
+
+    services = client.app.state.services
+
+    async def finish() -> None:
+        job = await services.store.load_job(call_id)
+        assert job is not None, f"call {call_id} is not live"
+        record = record_without_conversation(job, outcome=CallOutcome(outcome), end_reason=EndReason.CALLER_HUNG_UP, error=None)
+        await record_finished_call(services, record, job)
+
+    client.portal.call(finish)
+
+
 def place_call(client, body: dict, *, headers: dict | None = None, path: str = "/calls") -> dict:
     """POST a call (202) and wait until the queue has placed it: the POST answer, with the placed call's
     context_id and context_url added."""
