@@ -109,6 +109,7 @@ def make_queued_dial(services: Services) -> DialFunction:
             phone=mask_phone(job.phone),
             goal=context.goal.value,
             telephony=services.settings.telephony_provider,
+            context_source=context.source.value,
         )
         control_metrics.CALLS_CREATED.labels(services.settings.telephony_provider).inc()
 
