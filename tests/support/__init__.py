@@ -152,6 +152,9 @@ def server_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "RATE_LIMIT_PER_MINUTE": "10000",
         # The suite runs at any hour; every other outreach rule still applies to its calls.
         "ENFORCE_CALLING_HOURS": "false",
+        # One server process dials its own queue, with or without Redis; the Celery tests start
+        # their workers and set QUEUE_RUNNER=celery.
+        "QUEUE_RUNNER": "in_process",
         **overrides,
     }
 
