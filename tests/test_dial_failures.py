@@ -176,11 +176,13 @@ def test_a_twilio_dial_that_twilio_refuses_marks_the_call_failed_with_twilios_re
             TWILIO_FROM_NUMBER=TWILIO_FROM_NUMBER,
             TWILIO_API_BASE_URL=twilio_url,
         )
-        with running_server(env, log_path=tmp_path / "server.log") as base_url:
-            with httpx.Client(base_url=base_url, timeout=30) as client:
-                answer = client.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone=REFUSED_NUMBER))
-                assert answer.status_code == 202, answer.text
-                shown = wait_for_call(client, answer.json()["id"], lambda call: call["status"] == "failed")
+        with (
+            running_server(env, log_path=tmp_path / "server.log") as base_url,
+            httpx.Client(base_url=base_url, timeout=30) as client,
+        ):
+            answer = client.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone=REFUSED_NUMBER))
+            assert answer.status_code == 202, answer.text
+            shown = wait_for_call(client, answer.json()["id"], lambda call: call["status"] == "failed")
 
     assert "21211" in shown["error"] and "is not a valid phone number" in shown["error"]
     assert REFUSED_NUMBER not in str(shown)  # Twilio's message names the number: shown masked
