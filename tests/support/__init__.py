@@ -76,15 +76,25 @@ def end_call(client: TestClient, call_id: str, outcome: str = "not_interested") 
     client.portal.call(finish)
 
 
-def place_call(client, body: dict, *, headers: dict | None = None, path: str = "/calls") -> dict:
+def is_dialed(call: dict) -> bool:
+    """Twilio took the call (its sid is known), or the dial failed."""
+    return bool(call.get("twilio_call_sid")) or call.get("status") == "failed"
+
+
+def place_call(client, body: dict, *, headers: dict | None = None, path: str = "/calls", until=is_placed) -> dict:
     """POST a call (202) and wait until the queue has placed it: the POST answer, with the placed call's
-    context_id and context_url added."""
+    context_id, context_url and twilio_call_sid added."""
     answer = client.post(path, json=body, headers=headers)
     assert answer.status_code == 202, answer.text
     created = answer.json()
-    placed = wait_for_call(client, created["id"], is_placed, headers=headers)
+    placed = wait_for_call(client, created["id"], until, headers=headers)
     context_id = placed.get("context_id")
-    return {**created, "context_id": context_id, "context_url": f"/contexts/{context_id}" if context_id else None}
+    return {
+        **created,
+        "context_id": context_id,
+        "context_url": f"/contexts/{context_id}" if context_id else None,
+        "twilio_call_sid": placed.get("twilio_call_sid"),
+    }
 
 
 TWILIO_FROM_NUMBER = "+15005550006"
