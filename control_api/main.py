@@ -17,7 +17,7 @@ from control_api.call_scheduling import running_call_queue
 from control_api.dial_failures import DialFailed, dial_failed_handler, fail_unanswered_call
 from control_api.listening_address import ListeningAddress, ListeningAddressMiddleware, warn_if_public_url_is_elsewhere
 from control_api.outreach_gate import OutreachRefused, outreach_refused_handler
-from control_api.routes import calls, form, health, leads, strategies, twilio_status, workspaces
+from control_api.routes import calls, campaigns, form, health, leads, strategies, twilio_status, workspaces
 from control_api.routes import metrics as metrics_routes
 from control_api.security import ApiKeyMiddleware
 from control_api.telephony.selection import make_dialer
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(workspaces.router)
     app.include_router(strategies.router)
     app.include_router(leads.router)
+    app.include_router(campaigns.router)
     app.add_exception_handler(OutreachRefused, outreach_refused_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(DialFailed, dial_failed_handler)
