@@ -24,6 +24,7 @@ from sqlmodel import Session
 from call_queue import attempt_store
 from call_queue.attempt_store import CallEnding, ClaimedAttempt, FinishedAttempt
 from call_queue.campaign_limiter import CampaignLimiter
+from call_queue.followups import schedule_due_followups
 from call_queue.policy_facts import evaluate
 from models.call_job import utcnow
 from models.domain import Lead, Workspace
@@ -95,9 +96,11 @@ class AttemptRun(StrEnum):
 
 
 async def dispatch_due(deps: QueueDeps, scheduler: CallScheduler) -> list[int]:
-    """Recover what lost workers held, then hand every due attempt to the scheduler once."""
+    """Recover what lost workers held, schedule the leads' due follow-ups, then hand every due attempt
+    to the scheduler once."""
     now = deps.clock()
     await asyncio.to_thread(attempt_store.sweep, deps.engine, deps.settings, now)
+    await asyncio.to_thread(schedule_due_followups, deps.engine, now)
     campaigns = await asyncio.to_thread(attempt_store.campaigns_with_due_attempts, deps.engine, now)
     # A campaign hands out no more than its pace allows now: the rest would only come back.
     room = {terms.id: await deps.limiter.room(terms.id, terms.limits, now.timestamp()) for terms in campaigns}

@@ -438,3 +438,29 @@ async def test_a_campaign_counts_its_attempts_and_finishes_when_none_can_call_an
     }
     assert world.attempt(opted_out.id).status is AttemptStatus.SKIPPED
     assert finished.status is CampaignStatus.FINISHED
+
+
+# --- a lead's next_followup_at ------------------------------------------------------------------------
+
+
+async def test_a_leads_due_follow_up_is_scheduled_once_and_dialed(world):
+    lead = world.lead()
+    first = await dialed(world, lead)
+    await finish_call(world.deps(), first.call_id, CallEnding(CallStatus.COMPLETED, CallOutcome.INFO_COLLECTED))
+    with Session(world.engine) as db:
+        stored = db.get(Lead, lead.id)
+        stored.next_followup_at = world.clock() - timedelta(minutes=1)  # what lead_updates set after that call
+        db.add(stored)
+        db.commit()
+
+    scheduler = InProcessScheduler(world.deps())
+    taken = await scheduler.poll_once()
+    await scheduler.drain()
+    again = await dispatch_due(world.deps(), scheduler)
+
+    [follow_up] = [a for a in world.attempts() if a.id != first.id]
+    assert taken == [follow_up.id] and again == []
+    assert (follow_up.status, follow_up.call_request) == (AttemptStatus.IN_PROGRESS, first.call_request)
+    assert [order.call_id for order in world.dials] == [first.call_id, follow_up.call_id]
+    with Session(world.engine) as db:
+        assert db.get(Lead, lead.id).next_followup_at is None

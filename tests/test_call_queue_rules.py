@@ -3,6 +3,7 @@
 Every test gives the instant it is about; none reads the clock.
 """
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,7 +21,7 @@ from call_queue.schedule_rules import (
     retry_kind,
 )
 from models.enums import BudgetTier, CallOutcome, CallStatus, FollowUpPreset
-from models.outreach_policy import FollowUpCadence, OutreachFacts
+from models.outreach_policy import FollowUpCadence, OutreachFacts, Reason, decide
 
 LA = ZoneInfo("America/Los_Angeles")
 LA_PHONE = "+14155550123"
@@ -240,3 +241,22 @@ def test_a_callback_time_already_past_is_now():
     facts = facts_at(WEDNESDAY_10)
 
     assert callback_window_time(la(2026, 6, 10, 9, 0), facts) == WEDNESDAY_10
+
+
+# --- a callback the lead asked for ------------------------------------------------------------------
+
+
+def test_a_callback_the_lead_asked_for_is_exempt_from_the_spacing_but_not_from_the_hours_or_the_limit():
+    called = la(2026, 6, 10, 10, 0).astimezone(UTC)
+    cadence = FollowUpCadence.for_strategy(FollowUpPreset.BALANCED)  # 24 h before attempt 2, at most 4
+    an_hour_later = facts_at(la(2026, 6, 10, 11, 0), cadence=cadence, previous_attempts=[called])
+
+    assert decide(an_hour_later).reason_code is Reason.FOLLOWUP_TOO_SOON
+    assert decide(replace(an_hour_later, requested_callback=True)).allow_send
+    at_night = facts_at(la(2026, 6, 10, 23, 0), cadence=cadence, previous_attempts=[called], requested_callback=True)
+    assert decide(at_night).reason_code is Reason.OUTSIDE_CALLING_HOURS
+    spent = [called - timedelta(days=d) for d in range(4)]
+    assert (
+        decide(replace(an_hour_later, previous_attempts=spent, requested_callback=True)).reason_code
+        is Reason.MAX_ATTEMPTS_REACHED
+    )
