@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Call requests one client address may make per 60 s (the form and unauthenticated POST /calls).
     rate_limit_per_minute: int = Field(default=5, ge=1)
+    # Call requests a minute per workspace, for requests that carry a workspace key (a form backend
+    # relaying its visitors); they are not held to the per-address limit or Turnstile.
+    workspace_calls_per_minute: int = Field(default=120, ge=1)
     # The whole OpenAI context generation, retries included; past it the templates are used.
     openai_context_timeout_seconds: float = Field(default=8.0, gt=0)
     # Twilio answering-machine detection (async: the call connects at once, the verdict comes later).
