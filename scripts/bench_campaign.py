@@ -4,7 +4,8 @@
 
 It starts the Twilio emulator (tests/support/twilio_rest_emulator.py) on loopback and a server with
 TELEPHONY_PROVIDER=twilio aimed at it (its own SQLite database, the in-process queue), imports N
-consented leads, starts one campaign over them, and waits until every lead has been dialed once (or
+consented leads (in workspaces of 250: the outreach policy's daily budget is 300 calls a
+workspace), starts a campaign in each, the configured rate shared between them, and waits until every lead has been dialed once (or
 `--max-seconds`). The emulated phones answer, ring out or are busy in the given shares (an answering
 phone hangs up after a second on the media stream: the bench measures the queue, not conversations).
 The strategy's follow-up spacing keeps retries out of the run, so each lead is dialed exactly once.
@@ -32,6 +33,7 @@ from scripts.simulate_call import DEMO_REQUEST
 from tests.support.twilio_rest_emulator import Callee, CalleeBehavior, TwilioRestEmulator, running_emulator
 
 FROM_NUMBER = "+15005550006"
+LEADS_PER_WORKSPACE = 250
 TEMPLATE = {k: v for k, v in DEMO_REQUEST.items() if k not in ("phone", "consent", "name", "constraints")}
 
 
@@ -75,34 +77,46 @@ def run(args: argparse.Namespace) -> dict:
             running_server(env, log_path=workdir / "server.log") as base_url,
             httpx.Client(base_url=base_url, timeout=60) as http,
         ):
-            created = http.post("/workspaces", json={"name": "Bench"}).json()
-            workspace_id, key = created["workspace"]["id"], {"Authorization": f"Bearer {created['api_key']}"}
-            strategy = http.post("/strategies", json={"followup_preset": "BALANCED"}, headers=key).json()
-            http.post(f"/strategies/{strategy['id']}/activate", headers=key)
-            csv = "phone,consent\n" + "".join(f"{phone},true\n" for phone in numbers)
-            imported = http.post("/leads/import", content=csv, headers={**key, "Content-Type": "text/csv"}).json()
-            if imported.get("created") != len(numbers):
-                raise SystemExit(f"the lead import failed: {json.dumps(imported)[:500]}")
+            # The outreach policy caps a workspace at 300 calls a day (budget tier GREEN): the leads are
+            # spread over workspaces of at most LEADS_PER_WORKSPACE, one campaign each, sharing the rate.
+            groups = [numbers[i : i + LEADS_PER_WORKSPACE] for i in range(0, len(numbers), LEADS_PER_WORKSPACE)]
+            rate = max(1, args.calls_per_minute // len(groups))
+            campaigns = []
+            for n, group in enumerate(groups):
+                created = http.post("/workspaces", json={"name": f"Bench {n}"}).json()
+                workspace_id, key = created["workspace"]["id"], {"Authorization": f"Bearer {created['api_key']}"}
+                strategy = http.post("/strategies", json={"followup_preset": "BALANCED"}, headers=key).json()
+                http.post(f"/strategies/{strategy['id']}/activate", headers=key)
+                csv = "phone,consent\n" + "".join(f"{phone},true\n" for phone in group)
+                imported = http.post("/leads/import", content=csv, headers={**key, "Content-Type": "text/csv"}).json()
+                if imported.get("created") != len(group):
+                    raise SystemExit(f"the lead import failed: {json.dumps(imported)[:500]}")
+                campaigns.append((workspace_id, key))
             body = {
                 "name": "bench",
                 "stages": ["NEW"],
-                "calls_per_minute": args.calls_per_minute,
-                "max_concurrent_calls": args.max_concurrent,
+                "calls_per_minute": rate,
+                "max_concurrent_calls": max(1, args.max_concurrent // len(groups)),
                 "call": TEMPLATE,
             }
             began = time.monotonic()
-            answer = http.post(f"/workspaces/{workspace_id}/campaigns", json=body, headers=key)
-            if answer.status_code != 201:
-                raise SystemExit(f"the campaign was refused: {answer.status_code} {answer.text[:500]}")
-            campaign = answer.json()
-            due_at = datetime.fromisoformat(campaign["created_at"])
+            started = []
+            for workspace_id, key in campaigns:
+                answer = http.post(f"/workspaces/{workspace_id}/campaigns", json=body, headers=key)
+                if answer.status_code != 201:
+                    raise SystemExit(f"the campaign was refused: {answer.status_code} {answer.text[:500]}")
+                started.append((answer.json(), key))
+            due_at = min(datetime.fromisoformat(campaign["created_at"]) for campaign, _ in started)
             deadline = began + args.max_seconds
             while time.monotonic() < deadline:
                 if len({c.to for c in emulator.calls()}) >= len(numbers):
                     break
                 time.sleep(0.5)
             wall = time.monotonic() - began
-            counts = http.get(f"/campaigns/{campaign['id']}", headers=key).json()["counts"]
+            counts: Counter[str] = Counter()
+            for campaign, key in started:
+                shown = http.get(f"/campaigns/{campaign['id']}", headers=key).json()["counts"]
+                counts.update({name: value for name, value in shown.items() if isinstance(value, int)})
 
     dials = sorted(emulator.calls(), key=lambda c: c.date_created)
     per_number = Counter(c.to for c in dials)
@@ -123,7 +137,8 @@ def run(args: argparse.Namespace) -> dict:
         },
         "duplicates": sum(n - 1 for n in per_number.values() if n > 1),
         "lost": len(set(numbers) - set(per_number)),
-        "campaign_counts": counts,
+        "campaigns": len(started),
+        "campaign_counts": dict(counts),
         "wall_seconds": round(wall, 2),
         "server": "1 uvicorn worker, in-process queue, SQLite, Twilio emulator on loopback",
     }
