@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
             # spread over workspaces of at most LEADS_PER_WORKSPACE, one campaign each, sharing the rate.
             groups = [numbers[i : i + LEADS_PER_WORKSPACE] for i in range(0, len(numbers), LEADS_PER_WORKSPACE)]
             rate = max(1, args.calls_per_minute // len(groups))
-            campaigns = []
+            campaigns, imported_total = [], 0
             for n, group in enumerate(groups):
                 created = http.post("/workspaces", json={"name": f"Bench {n}"}).json()
                 workspace_id, key = created["workspace"]["id"], {"Authorization": f"Bearer {created['api_key']}"}
@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> dict:
                 if imported.get("created") != len(group):
                     raise SystemExit(f"the lead import failed: {json.dumps(imported)[:500]}")
                 campaigns.append((workspace_id, key))
+                imported_total += imported["created"]
             body = {
                 "name": "bench",
                 "stages": ["NEW"],
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> dict:
     span = (dials[-1].date_created - dials[0].date_created).total_seconds() if len(dials) > 1 else 0.0
     return {
         "leads": len(numbers),
-        "imported": imported.get("created"),
+        "imported": imported_total,
         "mix": dict(Counter(b.value for b in behaviors)),
         "dials": len(dials),
         "configured_calls_per_minute": args.calls_per_minute,

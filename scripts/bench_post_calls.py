@@ -98,11 +98,20 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=60.0, help="stop sending after this long")
     parser.add_argument("--redis-url", default=None, help="use a Redis session store (loopback only)")
+    parser.add_argument("--database-url", default=None, help="a PostgreSQL URL on loopback (default: a fresh SQLite file)")
+    parser.add_argument(
+        "--queue",
+        choices=["in_process", "celery"],
+        default="in_process",
+        help="in_process: this server also places the calls; celery (needs --redis-url): only enqueued, as a web process in production",
+    )
     args = parser.parse_args()
     if not 1 <= args.count <= MAX_COUNT:
         parser.error(f"--count must be between 1 and {MAX_COUNT}")
     if args.redis_url and not args.redis_url.startswith(("redis://127.", "redis://localhost")):
         parser.error("--redis-url must point at loopback")
+    if args.queue == "celery" and not args.redis_url:
+        parser.error("--queue celery needs --redis-url")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-post-calls-"))
     env = {
@@ -111,8 +120,8 @@ def main() -> None:
         "ENFORCE_CALLING_HOURS": "false",
         # The server's own queue places the calls (context, session, row) while the load runs, as
         # the single-process set-up does; with Celery that work moves to the queue processes.
-        "QUEUE_RUNNER": "in_process",
-        "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+        "QUEUE_RUNNER": args.queue,
+        "DATABASE_URL": args.database_url or f"sqlite:///{workdir / 'bench.db'}",
         "SECRET_KEY": "bench-secret-key",
         "LOG_LEVEL": "INFO",
     }
@@ -123,12 +132,14 @@ def main() -> None:
     figures |= {
         "endpoint": "POST /calls",
         "session_store": "redis" if args.redis_url else "memory",
-        "database": "sqlite",
-        "server": "1 uvicorn worker on 127.0.0.1, in-process queue",
+        "database": "postgresql" if args.database_url else "sqlite",
+        "queue": args.queue,
+        "server": "1 uvicorn worker on 127.0.0.1",
         "target_p95_ms": 20,
     }
     print(
-        f"POST /calls x{figures['requests']} at concurrency {args.concurrency} on loopback ({figures['session_store']} store, SQLite):"
+        f"POST /calls x{figures['requests']} at concurrency {args.concurrency} on loopback "
+        f"({figures['session_store']} store, {figures['database']}, queue {args.queue}):"
     )
     if "p50_ms" in figures:
         print(
