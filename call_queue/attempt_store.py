@@ -26,17 +26,21 @@ from call_queue.callback_time import parse_callback_time
 from call_queue.campaign_limiter import CampaignLimits
 from call_queue.policy_facts import gather_facts
 from call_queue.schedule_rules import DEFAULT_RETRY_RULE, RetryRule, callback_window_time, retry_at, retry_kind
+from models.call_job import CALL_JOB_TTL_SECONDS
 from models.call_queue import CallAttempt, Campaign
 from models.domain import Lead, Workspace
 from models.enums import LIVE_ATTEMPT_STATUSES, AttemptStatus, CallOutcome, CallStatus, CampaignStatus
 from models.log_config import get_logger
 from models.outreach_policy import NOT_ALLOWED, PolicyVerdict, callee_zones
 from models.settings import Settings
+from models.tables import Call
 
 log = get_logger(__name__)
 
 # Dispatch hands out at most this many attempts per poll: the rest wait for the next one.
 DISPATCH_BATCH = 200
+# Past the session's TTL and the longest call: a call still "in progress" by then never reported.
+UNREPORTED_MARGIN_SECONDS = 60
 
 
 class LeadBusy(Exception):
@@ -447,6 +451,10 @@ class SweepReport:
     # Dialing when its worker went silent: whether the phone rang is unknown, so it is not dialed
     # again as such; it fails and the retry rule decides, after its backoff.
     interrupted: tuple[str, ...] = ()
+    # In a call for longer than a call can last, and its end never reached the attempt (a web process
+    # that died mid-call, an external stream that never connected, an outcome replayed from the
+    # spool): closed from the call's stored row, or as failed, so the lead is not held for ever.
+    unreported: tuple[str, ...] = ()
 
 
 def sweep(engine: Engine, settings: Settings, now: datetime) -> SweepReport:
@@ -475,10 +483,31 @@ def sweep(engine: Engine, settings: Settings, now: datetime) -> SweepReport:
         for call_id in stuck
         if finish_attempt(engine, settings, call_id, interrupted, now, from_statuses=(AttemptStatus.DIALING,))
     )
-    report = SweepReport(reclaimed, requeued, closed)
-    if reclaimed or requeued or closed:
-        log.warning("call_queue_recovered", reclaimed=reclaimed, requeued=requeued, interrupted=len(closed))
+    unreported = _close_unreported(engine, settings, now)
+    report = SweepReport(reclaimed, requeued, closed, unreported)
+    if reclaimed or requeued or closed or unreported:
+        log.warning(
+            "call_queue_recovered", reclaimed=reclaimed, requeued=requeued, interrupted=len(closed), unreported=len(unreported)
+        )
     return report
+
+
+def _close_unreported(engine: Engine, settings: Settings, now: datetime) -> tuple[str, ...]:
+    cutoff = now - timedelta(seconds=CALL_JOB_TTL_SECONDS + settings.max_call_seconds + UNREPORTED_MARGIN_SECONDS)
+    with Session(engine) as db:
+        stale = db.exec(
+            select(CallAttempt.call_id).where(
+                col(CallAttempt.status) == AttemptStatus.IN_PROGRESS, col(CallAttempt.updated_at) < cutoff
+            )
+        ).all()
+        endings = {}
+        for call_id in stale:
+            record = db.get(Call, call_id)
+            if record is not None and record.status in (CallStatus.COMPLETED, CallStatus.FAILED):
+                endings[call_id] = CallEnding(record.status, record.outcome, record.telephony_status, record.error)
+            else:
+                endings[call_id] = CallEnding(CallStatus.FAILED, error="no outcome was reported for this call")
+    return tuple(call_id for call_id, ending in endings.items() if finish_attempt(engine, settings, call_id, ending, now))
 
 
 # --- what operators see -----------------------------------------------------------------------------

@@ -464,3 +464,17 @@ async def test_a_leads_due_follow_up_is_scheduled_once_and_dialed(world):
     assert [order.call_id for order in world.dials] == [first.call_id, follow_up.call_id]
     with Session(world.engine) as db:
         assert db.get(Lead, lead.id).next_followup_at is None
+
+
+async def test_a_call_that_never_reports_its_end_frees_its_lead_after_the_longest_call(world):
+    attempt = await dialed(world)  # in progress, and then nothing: the web process died mid-call
+    world.clock.advance(seconds=600 + world.settings.max_call_seconds + 30)
+    assert attempt_store.sweep(world.engine, world.settings, world.clock()).unreported == ()
+
+    world.clock.advance(seconds=60)
+    report = attempt_store.sweep(world.engine, world.settings, world.clock())
+
+    assert report.unreported == (attempt.call_id,)
+    closed, retry = world.attempts()
+    assert (closed.status, closed.error) == (AttemptStatus.FAILED, "no outcome was reported for this call")
+    assert (retry.status, retry.reason) == (AttemptStatus.SCHEDULED, "retry_failed")
