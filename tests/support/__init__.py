@@ -225,14 +225,15 @@ class PostgresServer:
         data = self.workdir / "data"
         if as_user:
             os.chown(self.workdir, as_user["user"], as_user["group"])
-        subprocess.run(
-            [_postgres_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            cwd=self.workdir,
-            **as_user,
-        )
+        if not data.exists():  # a restart after stop() keeps the data
+            subprocess.run(
+                [_postgres_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                cwd=self.workdir,
+                **as_user,
+            )
         self.process = subprocess.Popen(
             # No unix socket (-k ''), loopback only; durability is not what these tests are about.
             [
