@@ -96,7 +96,8 @@ def accept_call(
             db,
             workspace_id=workspace.id,
             lead_id=lead.id,
-            call_request=call_request.model_dump(mode="json"),
+            # The Turnstile token was for this request only; it is not kept with the call.
+            call_request=call_request.model_dump(mode="json", exclude={"turnstile_token"}),
             scheduled_for=at,
             now=now,
             idempotency_key=idempotency_key,
