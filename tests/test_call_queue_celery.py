@@ -21,6 +21,7 @@ import pytest
 import redis
 from sqlmodel import Session
 
+from call_queue import attempt_store
 from call_queue.celery_app import DIAL_TASK, DISPATCH_TASK, QUEUE_NAME, CeleryScheduler, create_celery_app
 from models.call_queue import CallAttempt
 from models.enums import AttemptStatus
@@ -125,9 +126,10 @@ class CeleryRig:
 def celery_rig(postgres_url, clean_redis, tmp_path) -> Iterator[Callable[..., CeleryRig]]:
     made: list[CeleryRig] = []
 
-    def make(lease_seconds: float = 60) -> CeleryRig:
+    def make(lease_seconds: float = 60, **env: str) -> CeleryRig:
         world = make_world(postgres_url)
         made.append(CeleryRig(world, clean_redis.url, tmp_path, lease_seconds))
+        made[-1].env.update(env)
         return made[-1]
 
     yield make
@@ -223,3 +225,22 @@ def test_a_worker_killed_mid_task_loses_no_call_and_the_next_worker_dials_it_onc
 
     assert rig.dials() == [attempt.call_id]
     assert rig.status(attempt) is AttemptStatus.IN_PROGRESS
+
+
+def test_a_redis_restart_mid_campaign_loses_no_scheduled_call(celery_rig, clean_redis):
+    rig = celery_rig(QUEUE_REQUEUE_SECONDS="2")
+    attempts = [rig.world.schedule(rig.world.lead()) for _ in range(4)]
+    # Handed out (queued, a message each on the broker), and then Redis restarts without persistence
+    # before any worker took them: every message is gone.
+    queued = attempt_store.take_due(rig.world.engine, rig.world.clock(), {})
+    for attempt_id in queued:
+        rig.send(DIAL_TASK, attempt_id)
+    clean_redis.restart()
+    assert rig.redis.llen(QUEUE_NAME) == 0 and sorted(queued) == sorted(a.id for a in attempts)
+
+    rig.worker("w1")
+    rig.beat()
+    wait_until(lambda: len(rig.dials()) >= 4 and rig.broker_drained(), "the schedule to hand them out again")
+
+    assert sorted(rig.dials()) == sorted(attempt.call_id for attempt in attempts)
+    assert [rig.status(attempt) for attempt in attempts] == [AttemptStatus.IN_PROGRESS] * 4
