@@ -112,7 +112,7 @@ def store_transcript(db: Session, lead: Lead, call: Call) -> int:
     """Every utterance of the call as a ChatMessage in the lead's voice thread, with its timing."""
     already = db.exec(select(ChatMessage.id).where(ChatMessage.call_id == call.id).limit(1)).first()
     if already is not None:
-        return 0  # this call's transcript is stored already (an outcome replayed from the spool)
+        return 0  # this call's transcript is stored already (an outcome replayed from the journal)
     thread = thread_for(db, lead, Channel.VOICE)
     fallback = as_utc(call.ended_at or call.created_at)
     last_timing: dict[str, float] | None = None

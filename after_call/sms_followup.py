@@ -17,11 +17,14 @@ from twilio.base.exceptions import TwilioRestException
 
 from after_call import metrics
 from models.call_request import mask_phone
+from models.conversation_history import record_outgoing_text
+from models.domain import Lead
 from models.enums import CallGoal, CallOutcome
 from models.log_config import get_logger
 from models.session_store import SessionStoreUnavailable
 from models.tables import Call
 from services import Services
+from services.twilio_account import message_status_url
 
 log = get_logger(__name__)
 
@@ -38,7 +41,7 @@ SMS_OUTCOMES: dict[CallGoal, frozenset[CallOutcome]] = {
 
 
 class SmsSender(Protocol):
-    async def send_sms(self, to: str, body: str) -> str: ...
+    async def send_sms(self, to: str, body: str, *, from_: str | None = None, status_callback: str | None = None) -> str: ...
 
 
 def sms_claim_key(call_id: str) -> str:
@@ -51,12 +54,15 @@ def _already_sent(services: Services, call_id: str) -> bool:
         return bool(record and record.sms_sent)
 
 
-def _mark_sent(services: Services, call_id: str) -> None:
+def _mark_sent(services: Services, call_id: str, body: str, message_sid: str) -> None:
     with Session(services.engine) as db:
         record = db.get(Call, call_id)
         if record is not None:
             record.sms_sent = True
             db.add(record)
+            lead = db.get(Lead, record.lead_id) if record.lead_id is not None else None
+            if lead is not None:  # the text is part of the lead's conversation, with its delivery status
+                record_outgoing_text(db, lead, body, message_sid, message_metadata={"step": "call_followup", "call_id": call_id})
             db.commit()
 
 
@@ -76,7 +82,9 @@ async def send_followup(services: Services, sender: SmsSender | None, record: Ca
     if not await services.store.set(sms_claim_key(record.id), "sending", SMS_CLAIM_TTL_SECONDS, only_if_absent=True):
         return "claimed_elsewhere"
     try:
-        message_sid = await sender.send_sms(record.phone, context.sms_message)
+        message_sid = await sender.send_sms(
+            record.phone, context.sms_message, status_callback=message_status_url(services.settings)
+        )
     except TwilioRestException as exc:
         if 400 <= exc.status < 500:
             await services.store.delete(sms_claim_key(record.id))  # refused: nothing went out, a retry may send
@@ -86,7 +94,7 @@ async def send_followup(services: Services, sender: SmsSender | None, record: Ca
         log.error("sms_followup_unknown_result", call_id=record.id, error=type(exc).__name__)
         return "failed"
     record.sms_sent = True
-    await asyncio.to_thread(_mark_sent, services, record.id)
+    await asyncio.to_thread(_mark_sent, services, record.id, context.sms_message, message_sid)
     job = await services.store.load_job(record.id)
     if job is not None:
         await services.store.update_job(job.model_copy(update={"sms_sent": True}))

@@ -10,14 +10,28 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from after_call.outcome_writer import replay_spool
+from after_call.outcome_writer import keep_replaying
 from control_api import metrics
 from control_api.body_limit import BodySizeLimitMiddleware
 from control_api.call_scheduling import running_call_queue
 from control_api.dial_failures import DialFailed, dial_failed_handler, fail_unanswered_call
 from control_api.listening_address import ListeningAddress, ListeningAddressMiddleware, warn_if_public_url_is_elsewhere
 from control_api.outreach_gate import OutreachRefused, outreach_refused_handler
-from control_api.routes import calls, campaigns, form, health, leads, strategies, twilio_status, workspaces
+from control_api.routes import (
+    calls,
+    campaigns,
+    form,
+    health,
+    lead_conversations,
+    leads,
+    numbers,
+    strategies,
+    twilio_messages,
+    twilio_status,
+    twilio_voice,
+    webhooks,
+    workspaces,
+)
 from control_api.routes import metrics as metrics_routes
 from control_api.security import ApiKeyMiddleware
 from control_api.telephony.selection import make_dialer
@@ -47,17 +61,18 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
             return make_dialer(settings, twilio, callee_ws_url=listening.ws_url, on_unanswered=on_unanswered)
 
         async with open_services(settings, dialer_for, dialer) as services:
-            replayed = await asyncio.to_thread(replay_spool, services)
             app.state.services = services
             gauge_refresher = asyncio.create_task(metrics.refresh_active_calls(services.store))
             address_check = asyncio.create_task(warn_if_public_url_is_elsewhere(settings))
-            log.info("service_started", replayed_outcomes=replayed, **settings.safe_summary())
+            # Replays the outcome journal now (what a crash or an outage left) and then periodically.
+            journal_replay = asyncio.create_task(keep_replaying(services))
+            log.info("service_started", **settings.safe_summary())
             try:
                 async with running_call_queue(services) as scheduler:
                     app.state.call_scheduler = scheduler
                     yield
             finally:
-                for task in (gauge_refresher, address_check):
+                for task in (gauge_refresher, address_check, journal_replay):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
@@ -69,10 +84,15 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(media_stream_router)
     app.include_router(form.router)
     app.include_router(twilio_status.router)
+    app.include_router(twilio_voice.router)
+    app.include_router(twilio_messages.router)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value() if settings.api_key else None)
     app.include_router(workspaces.router)
     app.include_router(strategies.router)
     app.include_router(leads.router)
+    app.include_router(numbers.router)
+    app.include_router(lead_conversations.router)
+    app.include_router(webhooks.router)
     app.include_router(campaigns.router)
     app.add_exception_handler(OutreachRefused, outreach_refused_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)

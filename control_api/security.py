@@ -6,7 +6,8 @@ Open without the key:
   the rate limit and Turnstile instead) and its live view (`GET /form/calls/{id}`, guarded by the
   per-call view token the submit returned);
 - `GET /health` and `GET /health/ready`, for load balancers;
-- `POST /twilio/...`, which checks Twilio's signature;
+- `POST /twilio/...`, which checks Twilio's signature, and `/webhooks/...`, which checks the
+  workspace's WEBHOOK_SECRET signature;
 - websockets: `/ws` admits a stream by its own per-call token.
 The key goes in `X-API-Key` only: `Authorization: Bearer` carries the per-workspace keys
 (control_api/workspace_auth.py), a different credential.
@@ -31,7 +32,7 @@ from models.session_store import SessionStore
 from models.settings import Settings
 
 OPEN_PATHS = frozenset({"/", "/favicon.ico", "/health", "/health/ready", "/form/calls"})
-OPEN_PREFIXES = ("/static/", "/form/calls/", "/twilio/")
+OPEN_PREFIXES = ("/static/", "/form/calls/", "/twilio/", "/webhooks/")
 
 
 def is_open(path: str) -> bool:

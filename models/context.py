@@ -5,7 +5,7 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, Field
 
-from models.enums import AgentStyle, CallGoal, ContextSource, TargetAudience
+from models.enums import AgentStyle, CallGoal, ContextSource, Language, TargetAudience
 
 
 class ContextInstance(BaseModel):
@@ -37,3 +37,9 @@ class ContextInstance(BaseModel):
     sms_message: str | None = None
 
     source: ContextSource = ContextSource.TEMPLATE
+
+    # The language every line above is in (and the recognizer and voice should use).
+    language: Language = Language.ENGLISH
+    # When the opening line itself asks something (an inbound greeting's "what can I help you
+    # with?"), the caller's first answer is recorded under this key.
+    opening_question: str | None = None

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from models.call_job import utcnow
 from models.domain import ChatMessage, ConversationThread, Lead
-from models.enums import Channel, MessageRole, SenderType
+from models.enums import Channel, DeliveryStatus, MessageRole, SenderType
 
 Message = dict[str, str]
 Turn = dict[str, str]
@@ -29,7 +30,13 @@ STORED_AS: Mapping[str, tuple[MessageRole, SenderType]] = {
     "assistant": (MessageRole.MODEL, SenderType.AGENT),
     "system": (MessageRole.SYSTEM, SenderType.SYSTEM),
 }
-ROLE_OF_SENDER = {SenderType.LEAD: "user", SenderType.AGENT: "assistant", SenderType.SYSTEM: "system"}
+ROLE_OF_SENDER = {
+    SenderType.LEAD: "user",
+    SenderType.AGENT: "assistant",
+    SenderType.SYSTEM: "system",
+    # To the model, the business's side of the conversation is one voice, human or not.
+    SenderType.HUMAN: "assistant",
+}
 HISTORY_FOR_CONTEXT = 50
 
 
@@ -140,3 +147,30 @@ def stored_messages(db: Session, lead_id: int, limit: int | None = None) -> list
 def history_for_context(db: Session, lead_id: int) -> list[Message]:
     """What the next call's context is given: earlier calls and messages, user/assistant only."""
     return [m for m in map(as_message, stored_messages(db, lead_id, HISTORY_FOR_CONTEXT)) if m["role"] != "system"]
+
+
+def record_outgoing_text(
+    db: Session,
+    lead: Lead,
+    body: str,
+    message_sid: str | None,
+    *,
+    sender: SenderType = SenderType.AGENT,
+    delivery_status: DeliveryStatus = DeliveryStatus.QUEUED,
+    channel: Channel = Channel.SMS,
+    **fields: Any,
+) -> ChatMessage:
+    """A text we sent the lead, in its SMS thread (or `channel`'s; opened here on first use), with its delivery status.
+
+    Every outgoing text goes through here (the agent's replies, a person's, the missed-call
+    text-back, the follow-up after a call), so the thread is the whole conversation.
+    """
+    thread = thread_for(db, lead, channel)
+    fields.setdefault("external_platform", "twilio" if message_sid else None)
+    fields.setdefault("sent_at", utcnow())
+    message = new_message(
+        thread, {"role": "assistant", "content": body}, delivery_status=delivery_status, external_message_id=message_sid, **fields
+    )
+    message.sender_type = sender
+    db.add(message)
+    return message

@@ -1,6 +1,8 @@
 """The one database engine: a SQLite file by default, DATABASE_URL otherwise."""
 
 import fcntl
+import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -8,10 +10,43 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlmodel import Session, create_engine
 
 if TYPE_CHECKING:
     import alembic.config
+
+
+# SQLite errors after which a connection is no good even once the cause is gone: a connection opened
+# while the file was read-only stays read-only for its whole life.
+_SQLITE_BROKEN_CONNECTION = ("readonly database", "disk i/o error", "unable to open database file")
+
+
+def _writable(path: str) -> bool:
+    return os.access(path, os.W_OK) and (not os.path.exists(f"{path}-wal") or os.access(f"{path}-wal", os.W_OK))
+
+
+def _recover_sqlite_connections(engine: Engine, path: str | None) -> None:
+    """Drop connections a fault broke, so the engine serves again by itself once the fault clears."""
+
+    @event.listens_for(engine, "handle_error")
+    def _broken_is_disconnect(context) -> None:
+        error = context.original_exception
+        if isinstance(error, sqlite3.OperationalError) and any(m in str(error).lower() for m in _SQLITE_BROKEN_CONNECTION):
+            context.is_disconnect = True  # invalidate it (and the pool's older connections)
+
+    if path is None:
+        return
+
+    @event.listens_for(engine, "connect")
+    def _remember_if_read_only(_dbapi_connection, record) -> None:
+        record.info["opened_read_only"] = not _writable(path)
+
+    @event.listens_for(engine, "checkout")
+    def _reopen_once_writable(_dbapi_connection, record, _proxy) -> None:
+        # SQLite's pre-ping: a read-only connection answers SELECT 1; only reopening makes it write again.
+        if record.info.get("opened_read_only") and _writable(path):
+            raise DisconnectionError("the database file is writable again")
 
 
 def make_engine(database_url: str) -> Engine:
@@ -31,9 +66,11 @@ def make_engine(database_url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
+        _recover_sqlite_connections(engine, path if path and path != ":memory:" else None)
         return engine
     if database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    # pool_pre_ping: a connection the server dropped (a restart, a failover) is replaced at checkout.
     return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
 
 

@@ -19,14 +19,19 @@ from models.enums import (
     Channel,
     DeliveryStatus,
     FollowUpPreset,
+    Language,
     LeadStage,
     MessageRole,
     OptOutSource,
+    PhoneNumberStatus,
     SenderType,
     StrategyStatus,
 )
 
 DEFAULT_WORKSPACE_NAME = "Web form"
+# The phone seed's business settings defaults; "{trade}" in the greeting is the workspace's trade.
+DEFAULT_AUTO_RESPONSE = "Hi! Sorry we missed your call. How can we help?"
+DEFAULT_GREETING_TEMPLATE = "Hello! I'm here to help with your {trade} needs. What can I assist you with today?"
 
 
 class Workspace(SQLModel, table=True):
@@ -44,6 +49,38 @@ class Workspace(SQLModel, table=True):
     # The anonymous web form's calls belong to this one (created by the first migration).
     is_default: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    # The inbound side's business settings (phone seed): what the business does, the language its
+    # agent speaks, the text a missed caller gets, and how the agent greets a caller.
+    trade: str | None = Field(default=None, max_length=100)
+    language: Language = Field(default=Language.ENGLISH, sa_type=enum_type(Language))
+    auto_response_enabled: bool = Field(default=True)
+    auto_response_message: str = Field(default=DEFAULT_AUTO_RESPONSE, sa_type=sa.Text)
+    ai_greeting_template: str = Field(default=DEFAULT_GREETING_TEMPLATE, sa_type=sa.Text)
+    # Seconds a human who took a conversation over may stay silent before the agent answers again.
+    ai_takeover_delay_seconds: int = Field(default=60)
+    # Keys the HMAC-SHA256 of POST /webhooks/* bodies; kept as is because checking needs it (like
+    # Twilio's auth token). Issued by POST /workspaces/{id}/webhook-secret, shown once.
+    webhook_secret: str | None = Field(default=None, max_length=128)
+
+
+class PhoneNumber(SQLModel, table=True):
+    """One of a workspace's Twilio numbers: calls and texts to it are the workspace's."""
+
+    __tablename__ = "phone_number"
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: int = Field(foreign_key="workspace.id", index=True)
+    # E.164; one number belongs to one workspace.
+    phone_number: str = Field(max_length=16, unique=True)
+    phone_number_sid: str | None = Field(default=None, max_length=64, unique=True)
+    messaging_service_sid: str | None = Field(default=None, max_length=64)
+    capabilities: list[str] = Field(default_factory=lambda: ["voice", "sms"], sa_column=Column(JSONType, nullable=False))
+    status: PhoneNumberStatus = Field(default=PhoneNumberStatus.ACTIVE, sa_type=enum_type(PhoneNumberStatus))
+    # The business's own phone, rung first within business hours; None: the agent answers at once.
+    forward_to: str | None = Field(default=None, max_length=16)
+    friendly_name: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
 class WorkspaceApiKey(SQLModel, table=True):
@@ -154,6 +191,9 @@ class Lead(SQLModel, table=True):
     last_followup_review_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    # When a person took the conversation over (stage TAKE_OVER); with the workspace's
+    # ai_takeover_delay_seconds it decides when the agent answers again.
+    taken_over_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class ConversationThread(SQLModel, table=True):
@@ -210,6 +250,10 @@ class ChatMessage(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     read_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # Content moderation (messaging seed).
+    is_flagged: bool = Field(default=False)
+    flagged_reason: str | None = Field(default=None, max_length=255)
+    quality_score: str | None = Field(default=None, max_length=10)
 
 
 class PolicyDecision(SQLModel, table=True):

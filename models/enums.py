@@ -113,12 +113,16 @@ class Channel(StrEnum):
 
     VOICE = "voice"
     SMS = "sms"
+    # Another system's conversation (a lead webhook's platform): it delivers our replies itself.
+    EXTERNAL = "external"
 
 
 class SenderType(StrEnum):
     AGENT = "agent"
     LEAD = "lead"
     SYSTEM = "system"
+    # A person at the business who took the conversation over.
+    HUMAN = "human"
 
 
 class MessageRole(StrEnum):
@@ -134,6 +138,11 @@ class DeliveryStatus(StrEnum):
     SENT_TO_EXTERNAL = "sent_to_external"
     DELIVERED = "delivered"
     FAILED = "failed"
+    # Twilio's message statuses besides the ones above (its `delivered` and `failed` are shared).
+    QUEUED = "queued"
+    SENT = "sent"
+    UNDELIVERED = "undelivered"
+    RECEIVED = "received"
 
 
 class OptOutSource(StrEnum):
@@ -142,6 +151,29 @@ class OptOutSource(StrEnum):
     VOICE = "voice"
     SMS = "sms"
     API = "api"
+
+
+# --- Inbound side (the workspace's own numbers) ----------------------------------------------------
+
+
+class CallDirection(StrEnum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class PhoneNumberStatus(StrEnum):
+    """A workspace number's life cycle (the phone seed's provisioning -> active -> released)."""
+
+    PROVISIONING = "provisioning"
+    ACTIVE = "active"
+    RELEASED = "released"
+
+
+class Language(StrEnum):
+    """Languages the templates, the rule-based agent and the texts speak."""
+
+    ENGLISH = "en"
+    HEBREW = "he"
 
 
 # --- Call queue (models/call_queue.py) --------------------------------------------------------------

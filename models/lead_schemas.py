@@ -96,12 +96,14 @@ class LeadPublic(BaseModel):
     next_followup_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    taken_over_at: datetime | None = None
 
 
 class MessagePublic(BaseModel):
     id: int
     role: str
     sender_type: str
+    sender_name: str | None = None
     content: str
     call_id: str | None
     delivery_status: DeliveryStatus | None
@@ -110,6 +112,10 @@ class MessagePublic(BaseModel):
     external_conversation_id: str | None
     model_used: str | None
     response_time_ms: int | None
+    token_usage: dict[str, Any] | None = None
+    is_flagged: bool = False
+    flagged_reason: str | None = None
+    quality_score: str | None = None
     timing: dict[str, float] | None
     message_metadata: dict[str, Any]
     created_at: datetime

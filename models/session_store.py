@@ -29,6 +29,10 @@ def phone_lock_key(phone: str) -> str:
     return f"phone:{phone}"
 
 
+def stream_key(call_id: UUID | str) -> str:
+    return f"stream:{call_id}"
+
+
 class SessionStoreUnavailable(RuntimeError):
     """The store could not be reached; callers decide whether that is fatal."""
 
@@ -100,6 +104,16 @@ class SessionStore(ABC):
         if await self.set(phone_lock_key(phone), str(call_id), ttl_seconds, only_if_absent=True):
             return None
         return await self.get(phone_lock_key(phone))
+
+    async def claim_stream(self, call_id: UUID | str, ttl_seconds: float, holder: str) -> bool:
+        """Take the one media stream a call may have for `holder`; False when another stream already took it.
+
+        One atomic SET NX, so `start`s racing with one token leave one winner, whatever process each reached.
+        Claiming again for the same holder answers True (a retry after a timeout that did set the key).
+        """
+        if await self.set(stream_key(call_id), holder, max(ttl_seconds, 0.001), only_if_absent=True):
+            return True
+        return await self.get(stream_key(call_id)) == holder
 
     async def release_phone(self, phone: str, call_id: UUID | str) -> None:
         if await self.get(phone_lock_key(phone)) == str(call_id):

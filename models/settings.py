@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # Twilio answering-machine detection (async: the call connects at once, the verdict comes later).
     twilio_machine_detection: bool = True
 
+    # The local journal every finished call is written to before the database (models/outcome_journal.py),
+    # and how often what it holds unconfirmed is replayed while running (also once at start-up).
+    outcome_journal_dir: str = "data/journal"
+    outcome_journal_replay_seconds: float = Field(default=10.0, gt=0)
+    # Only for tests of crash recovery: the process SIGKILLs itself at this point of an outcome write.
+    test_only_crash_point: Literal["after_journal", "after_database"] | None = None
+
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -13,7 +13,7 @@ from models import call_queue as _call_queue  # noqa: F401
 from models import domain as _domain  # noqa: F401
 from models.call_job import utcnow
 from models.column_types import UtcDateTime, enum_type
-from models.enums import CallGoal, CallOutcome, CallStatus, EndReason
+from models.enums import CallDirection, CallGoal, CallOutcome, CallStatus, EndReason
 
 
 class Call(SQLModel, table=True):
@@ -51,6 +51,23 @@ class Call(SQLModel, table=True):
     workspace_id: int | None = Field(default=None, foreign_key="workspace.id", index=True)
     lead_id: int | None = Field(default=None, foreign_key="lead.id", index=True)
     strategy_version_id: int | None = Field(default=None, foreign_key="strategy_version.id")
+    # An inbound call is one the workspace's number received (POST /twilio/voice): who called from
+    # where (Twilio's FromCity/FromState/FromCountry) and which of the workspace's numbers.
+    direction: CallDirection = Field(default=CallDirection.OUTBOUND, sa_type=enum_type(CallDirection))
+    business_phone: str | None = Field(default=None, max_length=16)
+    caller_city: str | None = Field(default=None, max_length=100)
+    caller_state: str | None = Field(default=None, max_length=50)
+    caller_country: str | None = Field(default=None, max_length=3)
 
-    # Set by POST /calls, not known to the worker: an outcome write must keep them.
-    LINK_FIELDS: ClassVar[tuple[str, ...]] = ("workspace_id", "lead_id", "strategy_version_id")
+    # Set when the call is admitted (POST /calls, POST /twilio/voice), not known to the worker: an
+    # outcome write must keep them.
+    LINK_FIELDS: ClassVar[tuple[str, ...]] = (
+        "workspace_id",
+        "lead_id",
+        "strategy_version_id",
+        "direction",
+        "business_phone",
+        "caller_city",
+        "caller_state",
+        "caller_country",
+    )

@@ -104,16 +104,37 @@ _RULES: list[tuple[Intent, tuple[str, ...]]] = [
     (Intent.TIMING, (r"\bnot (right )?now\b", r"\bmaybe later\b", r"\bnext year\b", r"\bnot the right time\b")),
 ]
 
+# Hebrew, for the workspaces that speak it (text, and voice where a recognizer hears Hebrew). Hebrew
+# glues prefixes (ו, ה, ל) to words, so these match anywhere rather than at word boundaries. Kept
+# out of OPT_OUT_PHRASES: the English recognizer's language model is built from that list.
+HEBREW_RULES: dict[Intent, tuple[str, ...]] = {
+    Intent.OPT_OUT: ("תפסיקו להתקשר", "אל תתקשרו", "הסירו אותי", "הסר אותי", "תורידו אותי", "הסרה מהרשימה"),
+    Intent.NOT_INTERESTED: ("לא מעוניין", "לא מעוניינת", "לא רלוונטי"),
+    Intent.CALLBACK: ("תחזרו אלי", "תחזור אלי", "תתקשרו מאוחר יותר", "אני עסוק", "אני עסוקה", "לא זמן טוב"),
+    Intent.PRICE: ("כמה זה עולה", "יקר", "מחיר"),
+    Intent.TRUST: ("מי זה", "מי אתה", "מאיפה יש לכם את המספר"),
+}
+for _intent, _patterns in _RULES:
+    _patterns_he = HEBREW_RULES.get(_intent, ())
+    if _patterns_he:
+        _RULES[_RULES.index((_intent, _patterns))] = (_intent, _patterns + _patterns_he)
+
 _DAYS = r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|today|tonight|next week"
 _TIME = (
     rf"\b({_DAYS})\b|\b(\d{{1,2}}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
     r"\s*(o'?clock|a\.?m\.?|p\.?m\.?|thirty|fifteen|forty five)\b|\b(morning|afternoon|evening|noon)\b"
 )
+_HEBREW_TIME = r"(ראשון|שני|שלישי|רביעי|חמישי|שישי|שבת|מחר|היום|בבוקר|בצהריים|בערב|בשעה \d)"
 _YES = (
     r"^(yes|yeah|yep|yup|sure|ok|okay|alright|all right|absolutely|definitely|of course|certainly|correct|right)\b",
     r"\b(sounds good|that works|works for me|go ahead|please do|i confirm|let'?s do it|book it|i'?d like that|why not|i have a minute|i do)\b",
+    r"^(כן|בטח|בסדר|אוקיי|מעולה|בשמחה)\b",
 )
-_NO = (r"^(no|nope|nah|not really)\b", r"\b(no thanks|no thank you|i don'?t think so|i'?m good|not at the moment)\b")
+_NO = (
+    r"^(no|nope|nah|not really)\b",
+    r"\b(no thanks|no thank you|i don'?t think so|i'?m good|not at the moment)\b",
+    r"^(לא|ממש לא)\b",
+)
 
 
 def normalize(text: str) -> str:
@@ -127,7 +148,7 @@ def classify(text: str) -> Intent:
     for intent, patterns in _RULES:
         if any(re.search(p, said) for p in patterns):
             return intent
-    if re.search(_TIME, said):
+    if re.search(_TIME, said) or re.search(_HEBREW_TIME, said):
         return Intent.TIME_PROPOSAL
     if any(re.search(p, said) for p in _NO):
         return Intent.NO
@@ -137,7 +158,8 @@ def classify(text: str) -> Intent:
 
 
 def mentions_time(text: str) -> bool:
-    return re.search(_TIME, normalize(text)) is not None
+    said = normalize(text)
+    return re.search(_TIME, said) is not None or re.search(_HEBREW_TIME, said) is not None
 
 
 # Canonical phrasings of what callees say on these calls. The offline recognizer's language
@@ -172,4 +194,10 @@ EXPECTED_REPLIES: tuple[str, ...] = (
     "yes i confirm the order",
     "yes that sounds good",
     "no thank you",
+    # Inbound callers: what they need, their name.
+    "my kitchen sink is leaking",
+    "my boiler stopped working",
+    "i need someone to fix a leak",
+    "my name is alex",
+    "please call me back",
 )

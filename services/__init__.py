@@ -15,10 +15,12 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from models.database import init_db, make_engine
+from models.outcome_journal import OutcomeJournal
 from models.session_store import SessionStore, create_session_store
 from models.settings import Settings
 from prompts.openai_context import ContextGenerator
 from services.dialer import Dialer
+from services.sms_responder import SmsResponder
 from services.twilio_account import TwilioAccount
 
 DialerFactory = Callable[[Settings, TwilioAccount | None], Dialer]
@@ -35,6 +37,10 @@ class Services:
     twilio: TwilioAccount | None
     context_generator: ContextGenerator
     dialer: Dialer
+    # Writes the agent's text replies (OpenAI or the rules).
+    sms_responder: SmsResponder
+    # Where finished calls are journaled before the database (after_call/outcome_writer.py).
+    journal: OutcomeJournal
 
 
 def assemble_services(
@@ -49,6 +55,8 @@ def assemble_services(
         twilio=twilio,
         context_generator=ContextGenerator(settings),
         dialer=dialer,
+        sms_responder=SmsResponder(settings),
+        journal=OutcomeJournal(settings.outcome_journal_dir),
     )
 
 
@@ -65,6 +73,7 @@ async def open_services(settings: Settings, make_dialer: DialerFactory, dialer: 
     finally:
         await services.dialer.aclose()
         await services.context_generator.aclose()
+        await services.sms_responder.aclose()
         if twilio is not None:
             await twilio.aclose()
         await services.http.aclose()

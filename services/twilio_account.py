@@ -34,6 +34,7 @@ TIME_LIMIT_MARGIN_SECONDS = 60
 STREAM_FAILED_APOLOGY = "Sorry, we could not connect this call. Goodbye."
 STATUS_CALLBACK_EVENTS = ["initiated", "ringing", "answered", "completed"]
 STATUS_CALLBACK_PATH = "/twilio/status"
+MESSAGE_STATUS_PATH = "/twilio/message-status"
 
 
 class TwilioRestHttpClient(AsyncHttpClient):
@@ -83,6 +84,11 @@ class TwilioRestHttpClient(AsyncHttpClient):
 def status_callback_url(settings: Settings, job: CallJob) -> str:
     """Where Twilio reports on this call; the call id in the URL is covered by Twilio's signature."""
     return f"{settings.public_base_url.rstrip('/')}{STATUS_CALLBACK_PATH}?{urlencode({'call_id': str(job.id)})}"
+
+
+def message_status_url(settings: Settings) -> str:
+    """Where Twilio reports each text's delivery (signed like every other callback)."""
+    return settings.public_base_url.rstrip("/") + MESSAGE_STATUS_PATH
 
 
 def connect_stream_twiml(settings: Settings, job: CallJob) -> str:
@@ -149,8 +155,12 @@ class TwilioAccount:
     async def hang_up(self, call_sid: str) -> None:
         await self.client.calls(call_sid).update_async(status="completed")
 
-    async def send_sms(self, to: str, body: str) -> str:
-        message = await self.client.messages.create_async(to=to, from_=self.from_number, body=body)
+    async def send_sms(self, to: str, body: str, *, from_: str | None = None, status_callback: str | None = None) -> str:
+        """Send a text; `from_` is one of the workspace's own numbers (default TWILIO_FROM_NUMBER)."""
+        options: dict[str, Any] = {"to": to, "from_": from_ or self.from_number, "body": body}
+        if status_callback:
+            options["status_callback"] = status_callback
+        message = await self.client.messages.create_async(**options)
         return str(message.sid)
 
     async def aclose(self) -> None:

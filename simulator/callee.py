@@ -80,10 +80,26 @@ class CallerReport:
     clears_at_s: list[float] = field(default_factory=list)
     marks_echoed: list[str] = field(default_factory=list)
     agent_voiced_seconds: float = 0.0
+    # When the agent's first voiced audio arrived: how long the callee waited for a greeting.
+    first_agent_audio_s: float | None = None
     # Whether the agent was audible (within 100 ms) when each `clear` arrived: a real barge-in.
     clear_cut_agent_audio: list[bool] = field(default_factory=list)
     # Voiced agent audio played in the 200 ms after each `clear` (0 when barge-in truly stops it).
     agent_voiced_after_clear_s: list[float] = field(default_factory=list)
+
+    def longest_wait_s(self, *, caller_left: bool) -> float:
+        """The longest the callee waited in silence for the agent: the greeting, then each answer.
+
+        A line left unanswered counts up to the end of the call, unless the callee itself left
+        (`caller_left`: it hung up or its line dropped before an answer could come).
+        """
+        waits = [self.first_agent_audio_s if self.first_agent_audio_s is not None else self.duration_s]
+        for turn in self.turns:
+            if turn.first_agent_audio_s is not None:
+                waits.append(turn.first_agent_audio_s - turn.speech_end_s)
+            elif not caller_left:
+                waits.append(self.duration_s - turn.speech_end_s)
+        return round(max(waits), 3)
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -184,6 +200,8 @@ class SimulatedCaller:
                     for i in range(0, len(audio), MULAW_FRAME_BYTES):
                         chunk = audio[i : i + MULAW_FRAME_BYTES].ljust(MULAW_FRAME_BYTES, b"\xff")
                         self._playback.append(chunk)
+                        if self.report.first_agent_audio_s is None and _voiced(chunk):
+                            self.report.first_agent_audio_s = round(self._now(), 3)
                         if self._awaiting is not None and _voiced(chunk):
                             self._awaiting.first_agent_audio_s = round(self._now(), 3)
                             self._awaiting = None

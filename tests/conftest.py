@@ -66,6 +66,19 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture()
+def restartable_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, for tests that stop and restart it (an outage)."""
+    workdir = Path(tempfile.mkdtemp(prefix="pgfault-"))
+    server = PostgresServer(free_port(), workdir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture()
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh, empty database on the session's PostgreSQL server."""
     name = postgres_server.create_database()
@@ -106,6 +119,7 @@ def api_client(tmp_path):
                     "secret_key": "test-secret-key",
                     "rate_limit_per_minute": 10000,
                     "enforce_calling_hours": False,
+                    "outcome_journal_dir": str(tmp_path / "journal"),
                     **overrides,
                 },
             )
@@ -140,8 +154,25 @@ def twilio_live_server(tmp_path_factory, twilio_emulator) -> Iterator[str]:
 
 @pytest.fixture()
 def api(db_url, tmp_path, monkeypatch) -> Iterator[DomainApi]:
-    monkeypatch.chdir(tmp_path)  # the worker's outcome spool is relative to the working directory
+    monkeypatch.chdir(tmp_path)  # the outcome journal (OUTCOME_JOURNAL_DIR) is relative to the working directory
     dialer = RecordingDialer()
     with TestClient(create_app(make_settings(db_url), dialer=dialer)) as client:
         dialer.engine = client.app.state.services.engine
         yield DomainApi(client, dialer)
+
+
+@pytest.fixture()
+def inbound(tmp_path, monkeypatch, twilio_emulator):
+    """The app in-process with a Twilio account on the emulator, as a business's number reaches it."""
+    from control_api.main import create_app
+    from tests.support import INBOUND_PUBLIC_URL, TWILIO_FROM_NUMBER, InboundTwilio, make_settings
+
+    monkeypatch.chdir(tmp_path)  # the outcome spool is relative to the working directory
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'inbound.db'}",
+        public_base_url=INBOUND_PUBLIC_URL,
+        twilio_from_number=TWILIO_FROM_NUMBER,
+        **{name.lower(): value for name, value in twilio_emulator.env().items()},
+    )
+    with TestClient(create_app(settings)) as client:
+        yield InboundTwilio(client, twilio_emulator.emulator)

@@ -223,7 +223,7 @@ def test_a_voice_opt_out_suppresses_the_lead_for_good(api):
         lead = db.exec(select(Lead).where(Lead.phone == CALL_REQUEST["phone"])).one()
         assert (lead.stage, lead.opt_out_source) == (LeadStage.SUPPRESSED, OptOutSource.VOICE)
         opted_out_at = lead.opted_out_at
-        # Even a later record saying "meeting booked" (a replayed spool, a bug) cannot undo it.
+        # Even a later record saying "meeting booked" (a replayed journal entry, a bug) cannot undo it.
         db.add(
             Call(
                 id="late",

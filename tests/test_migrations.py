@@ -30,6 +30,7 @@ DOMAIN_TABLES = {
     "policy_decision",
     "outreach_attestation",
     "meeting",
+    "phone_number",
     "campaign",
     "call_attempt",
 }
@@ -64,7 +65,7 @@ def test_running_the_migrations_again_changes_nothing(db_url):
 
     assert len(default_workspaces(engine)) == 1
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
     engine.dispose()
 
 

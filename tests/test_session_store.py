@@ -8,7 +8,7 @@ import pytest
 from models.call_job import CALL_JOB_TTL_SECONDS, CallJob, utcnow
 from models.call_request import CallRequest
 from models.context import ContextInstance
-from models.session_store import MemorySessionStore, RedisSessionStore, call_key, context_key
+from models.session_store import MemorySessionStore, RedisSessionStore, call_key, context_key, stream_key
 from prompts.context_builder import build_context
 from tests.support import BOOK_MEETING_REQUEST
 
@@ -93,3 +93,13 @@ async def test_fixed_window_counts_hits_and_resets(store):
 async def test_every_key_needs_a_ttl(store):
     with pytest.raises(ValueError):
         await store.set("call:x", "{}", 0)
+
+
+async def test_a_call_stream_is_claimed_once_with_the_calls_ttl(store):
+    job, _context = _call(seconds_left=120)
+
+    claims = await asyncio.gather(*(store.claim_stream(job.id, job.seconds_until_expiry(), f"s{n}") for n in range(10)))
+
+    assert claims.count(True) == 1
+    assert await store.claim_stream(job.id, 100, f"s{claims.index(True)}")  # the winner's retry finds its own claim
+    assert 110 < await store.ttl(stream_key(job.id)) <= 120

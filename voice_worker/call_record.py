@@ -42,3 +42,13 @@ def observe_turn_latency(record: Call) -> None:
         for stage in TIMED_STAGES:
             if stage in turn:
                 metrics.STAGE_LATENCY.labels(stage.removesuffix("_ms")).observe(turn[stage] / 1000)
+
+
+# What a call becomes if the process running it dies before it ends (journaled at its start).
+WORKER_LOST = "the worker process ended mid-call"
+
+
+def call_record_if_worker_dies(session: CallSession, settings: Settings) -> Call:
+    record = finished_call_record(session, settings)
+    record.status, record.end_reason, record.error = CallStatus.FAILED, EndReason.ERROR, WORKER_LOST
+    return record

@@ -6,12 +6,12 @@ from fastapi import WebSocket
 from pipecat.frames.frames import TTSSpeakFrame
 from pipecat.workers.runner import WorkerRunner
 
-from after_call.outcome_writer import record_finished_call
+from after_call.outcome_writer import journal_call_in_progress, record_finished_call
 from models.enums import EndReason
 from models.log_config import get_logger
 from services import Services
 from voice_worker import metrics
-from voice_worker.call_record import finished_call_record, observe_turn_latency
+from voice_worker.call_record import call_record_if_worker_dies, finished_call_record, observe_turn_latency
 from voice_worker.call_session import CallSession
 from voice_worker.hangup_policy import HangupPolicy
 from voice_worker.pipeline import build_pipeline
@@ -24,6 +24,8 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
     policy = None
     limit_task = None
     metrics.ACTIVE_CALLS.inc()
+    # Should this process die mid-call (SIGKILL, OOM), the journal still finishes the call (failed) after a restart.
+    in_progress = await journal_call_in_progress(services, call_record_if_worker_dies(session, services.settings), session.job)
     try:
         call = build_pipeline(websocket, services.settings, session)
         worker = call.worker
@@ -83,4 +85,4 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
         record = finished_call_record(session, services.settings)
         observe_turn_latency(record)
         # Shielded: a cancelled connection handler must still leave the outcome behind.
-        await asyncio.shield(record_finished_call(services, record, session.job))
+        await asyncio.shield(record_finished_call(services, record, session.job, in_progress=in_progress))

@@ -81,7 +81,7 @@ def build_pipeline(websocket: WebSocket, settings: Settings, session: CallSessio
             make_stt(settings, session),
             aggregators.user(),
             make_llm(settings, session),
-            make_tts(settings),
+            make_tts(settings, session.context.language),
             transport.output(),  # PCM -> mu-law media out; `clear` on barge-in
             aggregators.assistant(),
         ]

@@ -9,16 +9,67 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from models.context import ContextInstance
-from models.enums import CallGoal, CallOutcome, EndReason
+from models.enums import CallGoal, CallOutcome, EndReason, Language
 from prompts.caller_intent import OBJECTIONS, Intent, classify, mentions_time
 
-_ACKS = ("Thank you.", "Got it.", "Great, thanks.", "Understood.")
-_GOODBYE_OPT_OUT = "I'm sorry for the interruption. I've removed your number and you won't be called again. Goodbye."
-_GOODBYE_CALLBACK = "No problem at all, we'll call you back at a better time. Goodbye."
-_GOODBYE_NOT_INTERESTED = "Understood, thank you for your time. Have a good day. Goodbye."
-_REPROMPT = "Are you still there?"
-_SILENCE_GOODBYE = "It seems I've lost you. We'll try again another time. Goodbye."
-_MAX_DURATION_GOODBYE = "I'm sorry, I need to wrap up the call now. Thank you for your time. Goodbye."
+
+@dataclass(frozen=True)
+class AgentLines:
+    """The agent's own words (everything else comes from the context), in the call's language."""
+
+    acks: tuple[str, ...]
+    goodbye_opt_out: str
+    goodbye_callback: str
+    goodbye_not_interested: str
+    reprompt: str
+    silence_goodbye: str
+    max_duration_goodbye: str
+    great: str
+    thank_you: str
+    wonderful: str
+    booked: str
+    ask_day_and_time: str
+    not_caught: str
+    coming_back: str
+    understood: str
+
+
+LINES: dict[Language, AgentLines] = {
+    Language.ENGLISH: AgentLines(
+        acks=("Thank you.", "Got it.", "Great, thanks.", "Understood."),
+        goodbye_opt_out="I'm sorry for the interruption. I've removed your number and you won't be called again. Goodbye.",
+        goodbye_callback="No problem at all, we'll call you back at a better time. Goodbye.",
+        goodbye_not_interested="Understood, thank you for your time. Have a good day. Goodbye.",
+        reprompt="Are you still there?",
+        silence_goodbye="It seems I've lost you. We'll try again another time. Goodbye.",
+        max_duration_goodbye="I'm sorry, I need to wrap up the call now. Thank you for your time. Goodbye.",
+        great="Great.",
+        thank_you="Thank you.",
+        wonderful="Wonderful.",
+        booked="Perfect, I'll book that time for you.",
+        ask_day_and_time="Which day and time suits you best?",
+        not_caught="Sorry, I didn't quite catch that.",
+        coming_back="Coming back to my question:",
+        understood="I understand.",
+    ),
+    Language.HEBREW: AgentLines(
+        acks=("תודה.", "הבנתי.", "מצוין, תודה.", "בסדר."),
+        goodbye_opt_out="סליחה על ההפרעה. הסרתי את המספר שלך ולא נתקשר אליך שוב. להתראות.",
+        goodbye_callback="אין בעיה, נחזור אליך בזמן נוח יותר. להתראות.",
+        goodbye_not_interested="הבנתי, תודה על הזמן שלך. יום טוב. להתראות.",
+        reprompt="אתה עדיין שם?",
+        silence_goodbye="נראה שאיבדתי אותך. ננסה שוב בפעם אחרת. להתראות.",
+        max_duration_goodbye="סליחה, אני צריך לסיים את השיחה עכשיו. תודה על הזמן שלך. להתראות.",
+        great="מצוין.",
+        thank_you="תודה.",
+        wonderful="נהדר.",
+        booked="מעולה, אני קובע את המועד הזה עבורך.",
+        ask_day_and_time="איזה יום ושעה נוחים לך?",
+        not_caught="סליחה, לא הבנתי.",
+        coming_back="חוזר לשאלה שלי:",
+        understood="אני מבין.",
+    ),
+}
 
 
 class Phase(StrEnum):
@@ -47,6 +98,7 @@ _GOAL_OUTCOME = {
 class RuleBasedAgent:
     def __init__(self, context: ContextInstance) -> None:
         self.context = context
+        self.lines = LINES[context.language]
         self.phase = Phase.OPENING
         self.answers: dict[str, str] = {}
         self.caller_spoke = False
@@ -61,16 +113,16 @@ class RuleBasedAgent:
         return self.context.opening_line
 
     def reprompt(self) -> str:
-        return f"{_REPROMPT} {self._last_asked}"
+        return f"{self.lines.reprompt} {self._last_asked}"
 
     def silence_goodbye(self) -> AgentReply:
-        return self._end(_SILENCE_GOODBYE, self.provisional_outcome(), EndReason.SILENCE_TIMEOUT)
+        return self._end(self.lines.silence_goodbye, self.provisional_outcome(), EndReason.SILENCE_TIMEOUT)
 
     def max_duration_goodbye(self) -> AgentReply:
-        return self._end(_MAX_DURATION_GOODBYE, self.provisional_outcome(), EndReason.MAX_DURATION)
+        return self._end(self.lines.max_duration_goodbye, self.provisional_outcome(), EndReason.MAX_DURATION)
 
     def keypad_opt_out(self) -> AgentReply:
-        return self._end(_GOODBYE_OPT_OUT, CallOutcome.OPTED_OUT, EndReason.OPT_OUT)
+        return self._end(self.lines.goodbye_opt_out, CallOutcome.OPTED_OUT, EndReason.OPT_OUT)
 
     # --- answering the caller -----------------------------------------------------------
     def reply(self, caller_text: str) -> AgentReply:
@@ -82,21 +134,25 @@ class RuleBasedAgent:
         intent = classify(caller_text)
 
         if intent is Intent.OPT_OUT:
-            return self._end(_GOODBYE_OPT_OUT, CallOutcome.OPTED_OUT, EndReason.OPT_OUT)
+            return self._end(self.lines.goodbye_opt_out, CallOutcome.OPTED_OUT, EndReason.OPT_OUT)
         if intent is Intent.CALLBACK:
-            return self._end(_GOODBYE_CALLBACK, CallOutcome.CALLBACK_REQUESTED)
+            return self._end(self.lines.goodbye_callback, CallOutcome.CALLBACK_REQUESTED)
         if intent is Intent.NOT_INTERESTED or (intent is Intent.NO and self.phase is not Phase.QUESTIONS):
             return self._refused()
         if intent in OBJECTIONS:
             return self._handle_objection(intent)
 
         if self.phase is Phase.OPENING:
-            return self._ask_next_question(ack="Great.")
+            if self.context.opening_question:
+                # The greeting asked (an inbound call's "what can I help you with?"): this is the answer.
+                self.answers[self.context.opening_question] = caller_text.strip()
+                return self._ask_next_question(ack=self.lines.thank_you)
+            return self._ask_next_question(ack=self.lines.great)
         if self.phase is Phase.QUESTIONS and self._question_index < len(self.context.qualification_questions):
             question = self.context.qualification_questions[self._question_index]
             self.answers[question] = caller_text.strip()
             self._question_index += 1
-            return self._ask_next_question(ack=_ACKS[self._turns % len(_ACKS)])
+            return self._ask_next_question(ack=self.lines.acks[self._turns % len(self.lines.acks)])
         return self._commitment_answer(intent, caller_text)
 
     def take_over(self, caller_turns: int) -> None:
@@ -113,8 +169,11 @@ class RuleBasedAgent:
             return CallOutcome.NO_ANSWER
         if self.context.goal is CallGoal.COLLECT_INFO and self.answers:
             return CallOutcome.INFO_COLLECTED
-        if self.context.qualification_questions and len(self.answers) == len(self.context.qualification_questions):
+        questions = self.context.qualification_questions
+        if questions and all(question in self.answers for question in questions):
             return CallOutcome.QUALIFIED
+        if self.context.opening_question and self.answers:
+            return CallOutcome.INFO_COLLECTED  # an inbound caller who told us what they need
         return CallOutcome.NOT_INTERESTED
 
     # --- steps ----------------------------------------------------------------------------
@@ -137,31 +196,31 @@ class RuleBasedAgent:
         if goal is CallGoal.BOOK_MEETING:
             if intent is Intent.TIME_PROPOSAL or mentions_time(caller_text):
                 self.answers["meeting_time"] = caller_text.strip()
-                return self._close("Perfect, I'll book that time for you.", CallOutcome.MEETING_BOOKED)
+                return self._close(self.lines.booked, CallOutcome.MEETING_BOOKED)
             if intent is Intent.YES and self._unclear_commitments == 0:
                 self._unclear_commitments += 1
-                return self._ask("Great.", "Which day and time suits you best?")
+                return self._ask(self.lines.great, self.lines.ask_day_and_time)
         elif intent is Intent.YES:
-            return self._close("Wonderful.", _GOAL_OUTCOME[goal])
+            return self._close(self.lines.wonderful, _GOAL_OUTCOME[goal])
         self._unclear_commitments += 1
         if self._unclear_commitments >= 2:
-            return self._close("Thank you.", self.provisional_outcome())
-        return self._ask("Sorry, I didn't quite catch that.", self.context.commitment_question or "")
+            return self._close(self.lines.thank_you, self.provisional_outcome())
+        return self._ask(self.lines.not_caught, self.context.commitment_question or "")
 
     def _handle_objection(self, intent: Intent) -> AgentReply:
         handler = self.context.objection_handlers.get(OBJECTIONS[intent])
         if not handler:
-            handler = "I understand."
+            handler = self.lines.understood
         if self.phase is Phase.OPENING:
             self._last_asked = handler
             return AgentReply(handler)
-        return self._ask(handler, f"Coming back to my question: {self._last_asked}")
+        return self._ask(handler, f"{self.lines.coming_back} {self._last_asked}")
 
     def _refused(self) -> AgentReply:
         self._refusals += 1
         if self._refusals >= 2:
-            return self._end(_GOODBYE_NOT_INTERESTED, CallOutcome.NOT_INTERESTED)
-        handler = self.context.objection_handlers.get("not_interested") or "I understand."
+            return self._end(self.lines.goodbye_not_interested, CallOutcome.NOT_INTERESTED)
+        handler = self.context.objection_handlers.get("not_interested") or self.lines.understood
         self._last_asked = handler
         return AgentReply(handler)
 

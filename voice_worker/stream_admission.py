@@ -5,6 +5,7 @@ Nothing about the call is loaded, and no pipeline is built, before this says yes
 
 import asyncio
 import json
+import secrets
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -20,6 +21,8 @@ from services.stream_credential import token_matches
 
 # Messages a client may send before `start` (Twilio sends exactly one: `connected`).
 MAX_MESSAGES_BEFORE_START = 20
+# Tries at reading and claiming the call in the session store before the stream is refused.
+STORE_ATTEMPTS = 3
 
 
 class StreamRefused(Exception):
@@ -62,6 +65,24 @@ async def _read_start(websocket: WebSocket, timeout: float) -> Start:
         raise StreamRefused("start_timeout") from None
 
 
+async def _claim_call(store: SessionStore, call_id: str, holder: str) -> tuple[CallJob, ContextInstance]:
+    raw = await store.get(call_key(call_id))
+    if raw is None:
+        raise StreamRefused("unknown_or_expired_call", call_id)
+    job = CallJob.model_validate_json(raw)
+    if job.is_expired():
+        raise StreamRefused("expired_call", call_id)
+    if job.status is not CallStatus.PENDING:
+        raise StreamRefused("call_already_streamed", call_id)
+    context = await store.load_context(job.context_id)
+    if context is None:
+        raise StreamRefused("context_missing", call_id)
+    # The status read above is only a fast path: racing `start`s all see PENDING; the claim is atomic.
+    if not await store.claim_stream(call_id, job.seconds_until_expiry(), holder):
+        raise StreamRefused("call_already_streamed", call_id)
+    return job, context
+
+
 async def admit_stream(websocket: WebSocket, store: SessionStore, secret_key: str, timeout: float) -> AdmittedStream:
     start = await _read_start(websocket, timeout)
     params = start.start.customParameters
@@ -76,18 +97,15 @@ async def admit_stream(websocket: WebSocket, store: SessionStore, secret_key: st
         raise StreamRefused("missing_token", call_id)
     if not token_matches(call_id, token, secret_key):
         raise StreamRefused("wrong_token", call_id)
-    try:
-        raw = await store.get(call_key(call_id))
-        if raw is None:
-            raise StreamRefused("unknown_or_expired_call", call_id)
-        job = CallJob.model_validate_json(raw)
-        if job.is_expired():
-            raise StreamRefused("expired_call", call_id)
-        if job.status is not CallStatus.PENDING:
-            raise StreamRefused("call_already_streamed", call_id)
-        context = await store.load_context(job.context_id)
-    except SessionStoreUnavailable:
-        raise StreamRefused("session_store_unavailable", call_id) from None
-    if context is None:
-        raise StreamRefused("context_missing", call_id)
+    # The stream's own name for its claim: a retry after a timeout must not find its own claim "taken".
+    holder = f"{start.streamSid}:{secrets.token_hex(8)}"
+    for attempt in range(STORE_ATTEMPTS):
+        try:
+            job, context = await _claim_call(store, call_id, holder)
+            break
+        except SessionStoreUnavailable:
+            # A blip (a Redis restart, a busy moment) must not cost the call: Twilio does not retry a stream.
+            if attempt + 1 == STORE_ATTEMPTS:
+                raise StreamRefused("session_store_unavailable", call_id) from None
+            await asyncio.sleep(0.25 * (attempt + 1))
     return AdmittedStream(start, job, context)

@@ -44,7 +44,10 @@ router = APIRouter(tags=["leads"])
 
 Db = Annotated[Session, Depends(get_db)]
 # Carrier-standard SMS opt-out keywords; any of them alone is an opt-out, and so is "stop calling me".
-SMS_STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "optout", "opt out"})
+# Hebrew: "remove", "removal", "stop".
+SMS_STOP_WORDS = frozenset(
+    {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "optout", "opt out", "הסר", "הסרה", "עצור"}
+)
 
 
 def lead_of(db: Session, workspace: Workspace, lead_id: int) -> Lead:

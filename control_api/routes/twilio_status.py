@@ -10,17 +10,16 @@ status only moves forward.
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import parse_qsl
 from uuid import UUID
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from twilio.request_validator import RequestValidator
 
 from after_call.telephony_verdicts import ANSWERED_BY_VALUES, MACHINE_ANSWERS, TERMINAL, TWILIO_STATUSES, TelephonyProgress
 from control_api import metrics
 from control_api.deps import get_services, get_settings
 from control_api.telephony.call_progress import apply_report
+from control_api.telephony.twilio_signature import signed_form
 from models.log_config import get_logger
 from models.session_store import SessionStoreUnavailable
 from models.settings import Settings
@@ -28,35 +27,6 @@ from services import Services
 
 log = get_logger(__name__)
 router = APIRouter(tags=["twilio"])
-
-MAX_CALLBACK_BYTES = 64 * 1024
-
-
-def _public_url(settings: Settings, request: Request) -> str:
-    url = settings.public_base_url.rstrip("/") + request.url.path
-    return f"{url}?{request.url.query}" if request.url.query else url
-
-
-async def _signed_form(request: Request, settings: Settings) -> dict[str, str]:
-    if settings.twilio_auth_token is None:
-        metrics.TWILIO_CALLBACKS_REJECTED.labels("not_configured").inc()
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Twilio callbacks are refused: TWILIO_AUTH_TOKEN is not set")
-    body = await request.body()
-    if len(body) > MAX_CALLBACK_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail="callback body too large")
-    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    signature = request.headers.get("x-twilio-signature", "")
-    validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
-    if not signature or not validator.validate(_public_url(settings, request), form, signature):
-        metrics.TWILIO_CALLBACKS_REJECTED.labels("bad_signature").inc()
-        log.warning("twilio_callback_signature_rejected", path=request.url.path)
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, detail="X-Twilio-Signature is missing or does not match this URL and its parameters"
-        )
-    if form.get("AccountSid") != settings.twilio_account_sid:
-        metrics.TWILIO_CALLBACKS_REJECTED.labels("wrong_account").inc()
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="AccountSid is not this service's Twilio account")
-    return form
 
 
 def _report(form: dict[str, str]) -> TelephonyProgress:
@@ -90,7 +60,7 @@ async def twilio_status(
     settings: Annotated[Settings, Depends(get_settings)],
     services: Annotated[Services, Depends(get_services)],
 ) -> dict[str, object]:
-    form = await _signed_form(request, settings)
+    form = await signed_form(request, settings)
     report = _report(form)
     with structlog.contextvars.bound_contextvars(call_id=str(call_id)):
         try:

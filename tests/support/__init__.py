@@ -7,32 +7,32 @@ or from each other.
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
-import shutil
-import signal
-import subprocess
+import itertools
+import tempfile
 import threading
 import time
-import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-import pytest
-import redis
 import sqlalchemy as sa
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
+from twilio.request_validator import RequestValidator
 
 from control_api.telephony.external_stream import ExternalStreamDialer
 from models.call_job import CallJob
 from models.context import ContextInstance
-from models.domain import PolicyDecision
+from models.domain import ChatMessage, Lead, PolicyDecision
 from models.session_store import SessionStore
 from models.settings import Settings
+from models.tables import Call
+
+# The real servers the tests start live beside the app's runner (the fault suite starts them too).
+from scripts.local_server import PostgresServer as PostgresServer
+from scripts.local_server import RedisServer as RedisServer
 from scripts.local_server import free_port
 from scripts.simulate_call import DEMO_REQUEST
 from services import Services, assemble_services
@@ -100,58 +100,6 @@ def place_call(client, body: dict, *, headers: dict | None = None, path: str = "
 TWILIO_FROM_NUMBER = "+15005550006"
 
 
-@dataclass
-class RedisServer:
-    port: int
-    workdir: Path
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (apt-get install redis-server); .ci/run installs it")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def restart(self, down_for: float = 0.5) -> None:
-        self.stop()
-        time.sleep(down_for)
-        self.start()
-
-
 def server_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     return {
         "TELEPHONY_PROVIDER": "none",
@@ -165,6 +113,7 @@ def server_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         # One server process dials its own queue, with or without Redis; the Celery tests start
         # their workers and set QUEUE_RUNNER=celery.
         "QUEUE_RUNNER": "in_process",
+        "OUTCOME_JOURNAL_DIR": str(tmp_path / "journal"),
         **overrides,
     }
 
@@ -186,103 +135,6 @@ def serving(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-POSTGRES_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
-POSTGRES_OS_USER = "pgtest"
-
-
-def _postgres_binary(name: str) -> str:
-    found = shutil.which(name) or next((f"{d}/{name}" for d in POSTGRES_BIN_DIRS if Path(f"{d}/{name}").exists()), None)
-    if found is None:
-        pytest.fail(f"PostgreSQL's {name} is not installed (apt-get install postgresql); the database tests need a real server")
-    return found
-
-
-def _unprivileged_user() -> dict[str, int]:
-    """postgres refuses to run as root: as root, run it as a system user made for the tests."""
-    if os.geteuid() != 0:
-        return {}
-    try:
-        entry = pwd.getpwnam(POSTGRES_OS_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", POSTGRES_OS_USER], check=True)
-        entry = pwd.getpwnam(POSTGRES_OS_USER)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-
-@dataclass
-class PostgresServer:
-    port: int
-    workdir: Path
-    process: subprocess.Popen | None = None
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    def start(self) -> None:
-        as_user = _unprivileged_user()
-        data = self.workdir / "data"
-        if as_user:
-            os.chown(self.workdir, as_user["user"], as_user["group"])
-        if not data.exists():  # a restart after stop() keeps the data
-            subprocess.run(
-                [_postgres_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                cwd=self.workdir,
-                **as_user,
-            )
-        self.process = subprocess.Popen(
-            # No unix socket (-k ''), loopback only; durability is not what these tests are about.
-            [
-                _postgres_binary("postgres"),
-                "-D",
-                str(data),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-k",
-                "",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.workdir / "postgres.log", "wb"),  # noqa: SIM115  (the server outlives this call)
-            cwd=self.workdir,
-            **as_user,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(self.url(), connect_timeout=1).close()
-                return
-            except psycopg.OperationalError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"postgres did not start: {(self.workdir / 'postgres.log').read_text()[-2000:]}") from None
-                time.sleep(0.1)
-
-    def create_database(self) -> str:
-        name = f"test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.url(), autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        return name
-
-    def drop_database(self, name: str) -> None:
-        with psycopg.connect(self.url(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGINT)  # "fast" shutdown
-            self.process.wait(timeout=30)
-            self.process = None
 
 
 CALL_REQUEST = {
@@ -346,13 +198,16 @@ def make_settings(db_url: str, **overrides) -> Settings:
         "enforce_calling_hours": False,
         "rate_limit_per_minute": 10_000,
         "log_level": "WARNING",
+        # Never the working directory's journal: a test's unconfirmed outcome must not reach another's database.
+        "outcome_journal_dir": tempfile.mkdtemp(prefix="journal-"),
         **overrides,
     }
     return Settings(_env_file=None, **values)
 
 
 def services_for(settings: Settings, store: SessionStore, engine: sa.Engine, twilio: TwilioAccount | None = None) -> Services:
-    """The process's services around a given store and engine, as a test builds them by hand."""
+    """The process's services around a given store and engine, as a test builds them by hand (own journal)."""
+    settings = settings.model_copy(update={"outcome_journal_dir": tempfile.mkdtemp(prefix="journal-")})
     return assemble_services(settings, store, engine, twilio, ExternalStreamDialer(settings))
 
 
@@ -381,3 +236,114 @@ def fill_form(page, phone: str) -> None:
     page.fill("#booking_link", "https://example.com/book/brightside")
     page.fill("#constraints", "Do not promise installation dates.")
     page.check("#consent")
+
+
+# --- The inbound side: a business's own Twilio number, driven by signed webhooks ------------------
+
+# Where Twilio is told this service is (PUBLIC_BASE_URL of the inbound tests); port 9 (discard) refuses at once, so the emulator's own
+# delivery callbacks to it fail fast on loopback while the tests post the callbacks themselves.
+INBOUND_PUBLIC_URL = "http://127.0.0.1:9"
+BUSINESS_NUMBER = "+14155550170"
+BUSINESS_OWN_PHONE = "+14155550171"
+# The emulator lives for the module: each test calls from its own number, so it sees only its texts.
+INBOUND_CALLERS = (f"+141555503{n:02d}" for n in itertools.count())
+ALWAYS_OPEN = {
+    day: {"open": "00:00", "close": "24:00", "enabled": True}
+    for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+}
+ALWAYS_CLOSED = {day: {"enabled": False} for day in ALWAYS_OPEN}
+
+
+class InboundTwilio:
+    """The app as a business's Twilio number sees it: posts signed like Twilio's, texts in the emulator."""
+
+    def __init__(self, client: TestClient, emulator) -> None:
+        self.client = client
+        self.emulator = emulator
+        self.sids = iter(range(10_000))
+        self.caller = next(INBOUND_CALLERS)
+
+    @property
+    def engine(self):
+        return self.client.app.state.services.engine
+
+    def business(self, hours: dict, forward_to: str | None = BUSINESS_OWN_PHONE, **settings) -> dict[str, str]:
+        created = self.client.post("/workspaces", json={"name": "Acme Plumbing"})
+        workspace_id, key = created.json()["workspace"]["id"], {"Authorization": f"Bearer {created.json()['api_key']}"}
+        answer = self.client.patch(
+            f"/workspaces/{workspace_id}/business-settings",
+            json={"business_hours": hours, "trade": "plumbing", **settings},
+            headers=key,
+        )
+        assert answer.status_code == 200, answer.text
+        number = {"phone_number": BUSINESS_NUMBER, **({"forward_to": forward_to} if forward_to else {})}
+        assert self.client.post(f"/workspaces/{workspace_id}/numbers", json=number, headers=key).status_code == 201
+        self.key, self.workspace_id = key, workspace_id
+        return key
+
+    def text_params(self, body: str, **extra: str) -> dict[str, str]:
+        return {
+            "AccountSid": self.emulator.account_sid,
+            "MessageSid": f"SM{next(self.sids):032x}",
+            "From": self.caller,
+            "To": BUSINESS_NUMBER,
+            "Body": body,
+            "NumMedia": "0",
+            **extra,
+        }
+
+    def text(self, body: str, **extra: str):
+        """The caller texts the business's number; Twilio posts it, signed."""
+        answer = self.post("/twilio/sms", self.text_params(body, **extra))
+        assert answer.status_code == 200, answer.text
+        return answer
+
+    def call_params(self, **extra: str) -> dict[str, str]:
+        return {
+            "AccountSid": self.emulator.account_sid,
+            "CallSid": f"CA{next(self.sids):032x}",
+            "From": self.caller,
+            "To": BUSINESS_NUMBER,
+            "CallStatus": "ringing",
+            "Direction": "inbound",
+            "FromCity": "SAN FRANCISCO",
+            "FromState": "CA",
+            "FromCountry": "US",
+            **extra,
+        }
+
+    def post(self, path_and_query: str, params: dict[str, str], token: str | None = None, sign_url: str | None = None):
+        signature = RequestValidator(token or self.emulator.auth_token).compute_signature(
+            sign_url or INBOUND_PUBLIC_URL + path_and_query, params
+        )
+        return self.client.post(path_and_query, data=params, headers={"X-Twilio-Signature": signature})
+
+    def call_row(self, call_sid: str) -> Call:
+        with Session(self.engine) as db:
+            return db.exec(select(Call).where(Call.twilio_call_sid == call_sid)).one()
+
+    def sms_thread(self, phone: str | None = None) -> list[ChatMessage]:
+        with Session(self.engine) as db:
+            lead = db.exec(select(Lead).where(Lead.phone == (phone or self.caller))).one()
+            return list(db.exec(select(ChatMessage).where(ChatMessage.lead_id == lead.id)).all())
+
+    def lead(self, phone: str | None = None) -> Lead:
+        with Session(self.engine) as db:
+            return db.exec(select(Lead).where(Lead.phone == (phone or self.caller))).one()
+
+    def texts_to(self, phone: str | None = None) -> list[dict]:
+        return [m for m in self.emulator.messages() if m["to"] == (phone or self.caller)]
+
+
+def twiml(answer) -> ET.Element:
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/xml")
+    root = ET.fromstring(answer.text)
+    assert root.tag == "Response"
+    return root
+
+
+def stream_of(root: ET.Element) -> tuple[str, dict[str, str]]:
+    stream = root.find("./Connect/Stream")
+    assert stream is not None, ET.tostring(root)
+    return stream.get("url"), {p.get("name"): p.get("value") for p in stream.findall("Parameter")}

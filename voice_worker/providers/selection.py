@@ -1,5 +1,6 @@
 """The one place that picks a provider for each stage: cloud when its key is set, local otherwise."""
 
+from models.enums import Language
 from models.settings import Settings
 from voice_worker.call_session import CallSession
 
@@ -34,7 +35,11 @@ def make_llm(settings: Settings, session: CallSession):
     return RuleBasedLLMService(session)
 
 
-def make_tts(settings: Settings):
+# eSpeak NG voices for the languages the templates speak (espeakng-loader ships both).
+LOCAL_VOICES = {Language.ENGLISH: "en-us", Language.HEBREW: "he"}
+
+
+def make_tts(settings: Settings, language: Language = Language.ENGLISH):
     if settings.tts_provider == "cartesia":
         from pipecat.services.cartesia.tts import CartesiaTTSService
 
@@ -44,4 +49,4 @@ def make_tts(settings: Settings):
         )
     from voice_worker.providers.local_tts import LocalTTSService
 
-    return LocalTTSService(voice="en-us")
+    return LocalTTSService(voice=LOCAL_VOICES[language])
