@@ -43,12 +43,14 @@ def summarize(latencies: list[float]) -> dict[str, float | None]:
     return {"median_ms": round(statistics.median(latencies), 1), "worst_ms": max(latencies), "count": len(latencies)}
 
 
-async def wait_until_placed(http: httpx.AsyncClient, call_id: str, timeout: float = 30.0) -> dict:
+async def wait_until_placed(
+    http: httpx.AsyncClient, call_id: str, timeout: float = 30.0, headers: dict[str, str] | None = None
+) -> dict:
     """POST /calls answers before the queue places the call: wait until its session is saved (the
     call shows its context), which is when a media stream for it is admitted."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        shown = (await http.get(f"/calls/{call_id}")).json()
+        shown = (await http.get(f"/calls/{call_id}", headers=headers)).json()
         if shown.get("context_id") or shown.get("status") == "failed":
             return shown
         if asyncio.get_running_loop().time() > deadline:
