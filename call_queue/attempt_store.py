@@ -452,8 +452,8 @@ class SweepReport:
     # again as such; it fails and the retry rule decides, after its backoff.
     interrupted: tuple[str, ...] = ()
     # In a call for longer than a call can last, and its end never reached the attempt (a web process
-    # that died mid-call, an external stream that never connected, an outcome replayed from the
-    # spool): closed from the call's stored row, or as failed, so the lead is not held for ever.
+    # that died mid-call, an external stream that never connected, hooks still waiting in the outcome
+    # journal): closed from the call's stored row, or as failed, so the lead is not held for ever.
     unreported: tuple[str, ...] = ()
 
 
