@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from sqlmodel import Session
 
 from after_call import metrics
+from after_call.call_attempts import finish_call_attempt
 from after_call.lead_updates import update_lead_after_call
 from after_call.missed_call_textback import send_missed_call_textback
 from after_call.sms_followup import send_sms_followup
@@ -39,11 +40,14 @@ DATABASE_STEP = "database"
 AfterCallHook = Callable[[Services, Call], Awaitable[None]]
 
 # The order is the point: Twilio's verdicts first (a machine answer turns the outcome into
-# `voicemail`, which the later hooks must see), then the lead, then the SMS that depends on both.
+# `voicemail`, which the later hooks must see), then the lead, then the call attempt (its retry
+# or callback is decided on the final outcome, and a lead who opted out on this call is already
+# suppressed when the follow-up's policy is asked), then the SMS that depends on all of them.
 # A missed inbound call's text-back comes after the lead update, whose stage it moves on.
 AFTER_CALL_HOOKS: tuple[AfterCallHook, ...] = (
     reconcile_with_telephony,
     update_lead_after_call,
+    finish_call_attempt,
     send_sms_followup,
     send_missed_call_textback,
 )

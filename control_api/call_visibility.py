@@ -11,9 +11,10 @@ API already has the number, and the context is the place it would otherwise leak
 from uuid import UUID
 
 from fastapi import HTTPException, status
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from control_api.workspace_auth import OptionalWorkspaceKey
+from models.call_queue import CallAttempt
 from models.call_request import mask_phone
 from models.context import ContextInstance
 from models.tables import Call
@@ -27,7 +28,10 @@ def require_call_visible(db: Session, workspace_key: OptionalWorkspaceKey, call_
     if workspace_key is None:
         return
     record = db.get(Call, str(call_id))
-    if record is None or record.workspace_id != workspace_key[0].id:
+    owner = record.workspace_id if record is not None else None
+    if record is None:  # not placed yet: its queue attempt names the workspace
+        owner = db.exec(select(CallAttempt.workspace_id).where(col(CallAttempt.call_id) == str(call_id))).first()
+    if owner is None or owner != workspace_key[0].id:
         raise _not_found("call", call_id)
 
 

@@ -13,11 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from after_call.outcome_writer import keep_replaying
 from control_api import metrics
 from control_api.body_limit import BodySizeLimitMiddleware
+from control_api.call_scheduling import running_call_queue
 from control_api.dial_failures import DialFailed, dial_failed_handler, fail_unanswered_call
 from control_api.listening_address import ListeningAddress, ListeningAddressMiddleware, warn_if_public_url_is_elsewhere
 from control_api.outreach_gate import OutreachRefused, outreach_refused_handler
 from control_api.routes import (
     calls,
+    campaigns,
     form,
     health,
     lead_conversations,
@@ -79,7 +81,9 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
             recording_sweep = asyncio.create_task(sweep_recordings_periodically(settings))
             log.info("service_started", **settings.safe_summary())
             try:
-                yield
+                async with running_call_queue(services) as scheduler:
+                    app.state.call_scheduler = scheduler
+                    yield
             finally:
                 for task in (gauge_refresher, address_check, journal_replay, recording_sweep):
                     task.cancel()
@@ -103,6 +107,7 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
     app.include_router(numbers.router)
     app.include_router(lead_conversations.router)
     app.include_router(webhooks.router)
+    app.include_router(campaigns.router)
     app.add_exception_handler(OutreachRefused, outreach_refused_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(DialFailed, dial_failed_handler)

@@ -1,34 +1,25 @@
-"""Between a call request and the dialer: the lead, its consent, the policy and its audit.
+"""Between a call request and the queue: the workspace and lead, the consent it carries, and a refusal's answer.
 
-Gathers the facts the pure policy (models/outreach_policy.py) needs from the database,
-asks it, and commits the PolicyDecision, allowed or not, before anything is dialed.
+The policy's facts and its stored decision are in call_queue/policy_facts.py (the queue re-checks
+before each dial); POST /calls's database step is control_api/call_intake.py.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from models.call_job import utcnow
-from models.call_request import CallRequest
-from models.column_types import as_utc
-from models.conversation_history import Message, history_for_context
 from models.domain import (
     DEFAULT_WORKSPACE_NAME,
     Lead,
     OutreachAttestation,
-    PolicyDecision,
-    StrategyVersion,
     Workspace,
     WorkspaceApiKey,
 )
-from models.enums import Channel, LeadStage, StrategyStatus
-from models.outreach_policy import FollowUpCadence, OutreachFacts, PolicyVerdict, budget_day, decide
-from models.settings import Settings
-from models.tables import Call
+from models.outreach_policy import PolicyVerdict
 
 WEB_FORM_CONSENT = "web_form"
 
@@ -59,30 +50,6 @@ class OutreachRefused(Exception):
 async def outreach_refused_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OutreachRefused)
     return exc.response()
-
-
-@dataclass
-class Admission:
-    """An allowed call: who it is for, the strategy it runs on, and what was said before."""
-
-    workspace: Workspace
-    lead: Lead
-    strategy: StrategyVersion | None
-    decision: PolicyDecision
-    history: list[Message]
-
-    def call_links(self) -> dict[str, int | None]:
-        return {
-            "workspace_id": self.workspace.id,
-            "lead_id": self.lead.id,
-            "strategy_version_id": self.strategy.id if self.strategy else None,
-        }
-
-    def link_call(self, db: Session, call_id: str) -> None:
-        """After the Call row is added: the decision points at the call it let through."""
-        db.flush()
-        self.decision.call_id = call_id
-        db.add(self.decision)
 
 
 def default_workspace(db: Session) -> Workspace:
@@ -123,84 +90,3 @@ def record_request_consent(db: Session, lead: Lead, api_key: WorkspaceApiKey | N
                 workspace_id=lead.workspace_id, lead_id=lead.id, operator_id=f"api_key:{api_key.key_prefix}", timestamp=now
             )
         )
-
-
-def active_strategy(db: Session, workspace_id: int) -> StrategyVersion | None:
-    query = select(StrategyVersion).where(
-        StrategyVersion.workspace_id == workspace_id, StrategyVersion.status == StrategyStatus.ACTIVE
-    )
-    return db.exec(query).first()
-
-
-def is_attested(db: Session, workspace_id: int, lead_id: int) -> bool:
-    """The newest attestation for this lead decides; without one, the newest workspace-wide one."""
-    base = select(OutreachAttestation).where(OutreachAttestation.workspace_id == workspace_id)
-    newest = (col(OutreachAttestation.timestamp).desc(), col(OutreachAttestation.id).desc())
-    for scope in (OutreachAttestation.lead_id == lead_id, col(OutreachAttestation.lead_id).is_(None)):
-        attestation = db.exec(base.where(scope).order_by(*newest)).first()
-        if attestation is not None:
-            return attestation.granted
-    return False
-
-
-def gather_facts(db: Session, workspace: Workspace, lead: Lead, settings: Settings, now: datetime) -> OutreachFacts:
-    strategy = active_strategy(db, workspace.id)
-    day_start, day_end = budget_day(now, workspace.timezone)
-    calls_today = db.exec(
-        select(func.count())
-        .select_from(Call)
-        .where(Call.workspace_id == workspace.id, Call.created_at >= day_start, Call.created_at < day_end)
-    ).one()
-    attempts = db.exec(select(Call.created_at).where(Call.lead_id == lead.id)).all()
-    return OutreachFacts(
-        now=now,
-        phone=lead.phone,
-        consent=lead.consent,
-        attested=is_attested(db, workspace.id, lead.id),
-        opted_out=lead.opted_out_at is not None or lead.stage == LeadStage.SUPPRESSED,
-        lead_timezone=lead.timezone,
-        workspace_timezone=workspace.timezone,
-        business_hours=workspace.business_hours,
-        budget_tier=workspace.budget_tier,
-        calls_today=calls_today,
-        previous_attempts=[as_utc(at) for at in attempts],
-        cadence=FollowUpCadence.for_strategy(strategy.followup_preset, strategy.interval_overrides) if strategy else None,
-        enforce_calling_hours=settings.enforce_calling_hours,
-    )
-
-
-def evaluate(
-    db: Session, workspace: Workspace, lead: Lead, settings: Settings, now: datetime | None = None
-) -> tuple[PolicyDecision, PolicyVerdict]:
-    """Decide, and commit the decision (with whatever else the session holds) before returning."""
-    verdict = decide(gather_facts(db, workspace, lead, settings, now or utcnow()))
-    decision = PolicyDecision(
-        workspace_id=workspace.id,
-        lead_id=lead.id,
-        channel=Channel.VOICE,
-        allow_send=verdict.allow_send,
-        reason_code=verdict.reason_code.value,
-        rule_trace=verdict.rule_trace,
-        next_allowed_at=verdict.next_allowed_at,
-    )
-    db.add(decision)
-    db.commit()
-    return decision, verdict
-
-
-def admit_call(
-    db: Session,
-    settings: Settings,
-    call_request: CallRequest,
-    workspace_key: tuple[Workspace, WorkspaceApiKey] | None = None,
-    now: datetime | None = None,
-) -> Admission:
-    """Raises OutreachRefused when the policy says no; the decision is stored either way."""
-    now = now or utcnow()
-    workspace, api_key = workspace_key or (default_workspace(db), None)
-    lead = lead_for_phone(db, workspace, call_request.phone, call_request.name)
-    record_request_consent(db, lead, api_key, now)
-    decision, verdict = evaluate(db, workspace, lead, settings, now)
-    if not verdict.allow_send:
-        raise OutreachRefused(decision.id, verdict)
-    return Admission(workspace, lead, active_strategy(db, workspace.id), decision, history_for_context(db, lead.id))

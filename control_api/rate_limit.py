@@ -35,6 +35,27 @@ def rate_limit_key(address: str) -> str:
     return f"ratelimit:{address}"
 
 
+def workspace_quota_key(workspace_id: int) -> str:
+    return f"ratelimit:workspace:{workspace_id}"
+
+
+async def enforce_workspace_quota(store: SessionStore, workspace_id: int, limit: int) -> None:
+    """A backend calling with its workspace key (a form backend behind one address, for many visitors)
+    is counted per workspace, not per address: 429 with Retry-After past `limit` in the window."""
+    try:
+        hits, resets_in = await store.window_hit(workspace_quota_key(workspace_id), WINDOW_SECONDS)
+    except SessionStoreUnavailable:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="session store unavailable; nothing was dialed") from None
+    if hits > limit:
+        metrics.RATE_LIMIT_REFUSALS.inc()
+        retry_after = max(1, math.ceil(resets_in))
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"workspace quota: at most {limit} call requests per {WINDOW_SECONDS} s; retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
 async def enforce_call_rate_limit(request: Request, store: SessionStore, limit: int) -> None:
     """Count this call request; 429 with Retry-After once the address is over `limit` in the window."""
     try:

@@ -15,6 +15,7 @@ The key goes in `X-API-Key` only: `Authorization: Bearer` carries the per-worksp
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from typing import Annotated
@@ -24,8 +25,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from control_api import metrics
 from control_api.deps import get_settings, get_store
-from control_api.rate_limit import enforce_call_rate_limit
+from control_api.rate_limit import enforce_call_rate_limit, enforce_workspace_quota
 from control_api.turnstile import require_turnstile
+from control_api.workspace_auth import workspace_of_request
 from models.session_store import SessionStore
 from models.settings import Settings
 
@@ -91,6 +93,14 @@ async def guard_public_call_request(
     Runs before the call is created: a refused request dials nobody.
     """
     if request_has_valid_key(dict(request.scope["headers"]), settings.api_key.get_secret_value() if settings.api_key else None):
+        return
+    # A workspace key: the workspace's own backend (a form's server relaying many visitors from one
+    # address), held to the workspace's quota instead of the per-address limit and the human check.
+    workspace = await asyncio.to_thread(
+        workspace_of_request, request.app.state.services.engine, request.headers.get("authorization")
+    )
+    if workspace is not None and workspace.id is not None:
+        await enforce_workspace_quota(store, workspace.id, settings.workspace_calls_per_minute)
         return
     await enforce_call_rate_limit(request, store, settings.rate_limit_per_minute)
     if settings.turnstile_secret is not None:

@@ -47,6 +47,16 @@ def workspace_for_key(db: Session, key: str) -> tuple[Workspace, WorkspaceApiKey
     return None if workspace is None else (workspace, record)
 
 
+def workspace_of_request(engine, authorization: str | None) -> Workspace | None:
+    """The workspace whose valid key the request carries, or None (no key, or a wrong one)."""
+    key = _bearer(authorization)
+    if key is None:
+        return None
+    with Session(engine) as db:
+        found = workspace_for_key(db, key)
+    return found[0] if found else None
+
+
 def _bearer(authorization: str | None) -> str | None:
     if not authorization:
         return None

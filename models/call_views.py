@@ -1,28 +1,28 @@
 """What the API answers about a call: the live job while it has one, the stored record after."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from models.call_job import CallJob
+from models.call_queue import CallAttempt
 from models.call_request import mask_phone
-from models.enums import CallOutcome, CallStatus, EndReason
+from models.enums import AttemptStatus, CallOutcome, CallStatus, EndReason
 from models.tables import Call
 
 
-class CallCreated(BaseModel):
+class CallAccepted(BaseModel):
+    """POST /calls's 202: the call is the queue's now; follow it at status_url."""
+
     id: str
-    status: CallStatus
-    created_at: datetime
-    expires_at: datetime
-    seconds_until_expiry: float
-    context_id: str
-    context_url: str
+    # "queued": due now, dialed as soon as a worker takes it; "scheduled": due at scheduled_for.
+    status: Literal["queued", "scheduled"]
+    scheduled_for: datetime
     status_url: str
     telephony: str
-    twilio_call_sid: str | None = None
-    # Only with TELEPHONY_PROVIDER=none: what an external client sends in its `start` message.
+    # Only with TELEPHONY_PROVIDER=none: what an external client sends in its `start` message
+    # (connect once GET status_url shows the call pending: the queue saves its session first).
     stream: dict[str, str] | None = None
 
 
@@ -31,6 +31,8 @@ class CallStatusResponse(BaseModel):
     status: CallStatus
     phone: str
     created_at: datetime
+    # Once the call is placed: the context it runs on (GET /contexts/{context_id}).
+    context_id: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
     expires_at: datetime | None = None
@@ -51,6 +53,10 @@ class CallStatusResponse(BaseModel):
     voicemail_left: bool = False
     # A recording is stored (GET /calls/{id}/recording, or the form's player).
     has_recording: bool = False
+    # Before the call is placed: where its attempt is in the queue (scheduled, queued, claimed,
+    # dialing; skipped or canceled with the reason in `error`), and when it is due.
+    attempt_status: str | None = None
+    scheduled_for: datetime | None = None
 
 
 # Computed for a live job; everything else is copied by name from the job or the stored record.
@@ -70,6 +76,22 @@ def call_status(source: Call | CallJob, job: CallJob | None = None) -> CallStatu
         "phone": mask_phone(source.phone),
         "has_recording": bool(getattr(source, "recording_path", None)),
     }
+    if source.context_id is not None:
+        fields["context_id"] = str(source.context_id)
     if live is not None:
         fields |= {"expires_at": live.expires_at, "seconds_until_expiry": round(live.seconds_until_expiry(), 3)}
     return CallStatusResponse.model_validate(fields)
+
+
+def attempt_status_view(attempt: CallAttempt) -> CallStatusResponse:
+    """A call not placed yet (or never: skipped by the policy, canceled), from its queue attempt."""
+    never = attempt.status in (AttemptStatus.SKIPPED, AttemptStatus.CANCELED, AttemptStatus.FAILED)
+    return CallStatusResponse(
+        id=attempt.call_id,
+        status=CallStatus.FAILED if never else CallStatus.PENDING,
+        phone=mask_phone(str(attempt.call_request.get("phone", ""))),
+        created_at=attempt.created_at,
+        error=(attempt.error or f"not called: {attempt.reason or attempt.status.value}") if never else None,
+        attempt_status=attempt.status.value,
+        scheduled_for=attempt.scheduled_for,
+    )

@@ -175,3 +175,37 @@ class Language(StrEnum):
 
     ENGLISH = "en"
     HEBREW = "he"
+
+
+# --- Call queue (models/call_queue.py) --------------------------------------------------------------
+
+
+class AttemptStatus(StrEnum):
+    """Where one call attempt is; call_queue/__init__.py draws the transitions."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    DIALING = "dialing"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELED = "canceled"
+
+
+# An attempt in one of these may still place a call; a lead has at most one such attempt.
+LIVE_ATTEMPT_STATUSES = (
+    AttemptStatus.SCHEDULED,
+    AttemptStatus.QUEUED,
+    AttemptStatus.CLAIMED,
+    AttemptStatus.DIALING,
+    AttemptStatus.IN_PROGRESS,
+)
+
+
+class CampaignStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELED = "canceled"
+    FINISHED = "finished"

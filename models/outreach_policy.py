@@ -8,7 +8,8 @@ temporary, the earliest instant at which all of them would pass.
 The rules:
 - opt_out: a lead who opted out (by voice, SMS STOP or the API) is never contacted again.
 - consent: the lead consented, or an operator attested consent.
-- follow_up: the active strategy's follow-up preset spaces the attempts and caps their number.
+- follow_up: the active strategy's follow-up preset spaces the attempts and caps their number; a
+  callback the lead asked for is exempt from the spacing (they chose the time), not from the cap.
 - budget: the workspace's budget tier caps the calls per day (its local calendar day).
 - calling_hours: 8:00 to 21:00 in the callee's time zone (from the number, or the lead's own
   zone), narrowed by the workspace's business hours in the workspace's zone.
@@ -91,6 +92,10 @@ class OutreachFacts:
     # None: no active strategy, so no follow-up cadence (a visitor asking the form for a call).
     cadence: FollowUpCadence | None = None
     enforce_calling_hours: bool = True
+    # The lead asked to be called back (a callback_requested call): the strategy's spacing, which
+    # protects a lead from being pestered, does not apply to a call they asked for. Every other
+    # rule still does: calling hours, opt-out, consent, the daily budget and the attempt limit.
+    requested_callback: bool = False
 
 
 @dataclass(frozen=True)
@@ -279,6 +284,10 @@ def check_follow_up(facts: OutreachFacts) -> RuleResult:
         )
     if not attempts:
         return RuleResult("follow_up", True, f"first of {cadence.max_attempts} attempts")
+    if facts.requested_callback:
+        return RuleResult(
+            "follow_up", True, f"attempt {len(attempts) + 1} of {cadence.max_attempts}: a callback the lead asked for"
+        )
     due = attempts[-1] + cadence.intervals[len(attempts) - 1]
     if facts.now < due:
         return RuleResult(

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Call requests one client address may make per 60 s (the form and unauthenticated POST /calls).
     rate_limit_per_minute: int = Field(default=5, ge=1)
+    # Call requests a minute per workspace, for requests that carry a workspace key (a form backend
+    # relaying its visitors); they are not held to the per-address limit or Turnstile.
+    workspace_calls_per_minute: int = Field(default=120, ge=1)
     # The whole OpenAI context generation, retries included; past it the templates are used.
     openai_context_timeout_seconds: float = Field(default=8.0, gt=0)
     # Twilio answering-machine detection (async: the call connects at once, the verdict comes later).
@@ -94,6 +97,27 @@ class Settings(BaseSettings):
     recording_retention_days: float = Field(default=30.0, gt=0)
     # Spoken before the opening when set, e.g. "This call is recorded."
     recording_disclosure: str | None = Field(default=None, max_length=300)
+    # Call queue (call_queue/). Celery with the Redis broker when REDIS_URL is set,
+    # otherwise an in-process scheduler; the schedule itself is the call_attempt table either way.
+    # How often due attempts are handed to workers (Celery beat's period, or the in-process poll).
+    queue_poll_seconds: float = Field(default=2.0, gt=0)
+    # A worker silent this long gives up what it held: a claimed attempt is handed out again, and
+    # the broker delivers its unacknowledged task again (the visibility timeout).
+    queue_lease_seconds: float = Field(default=60.0, gt=0)
+    # A queued attempt whose task never ran in this long (its message was lost) is handed out again.
+    queue_requeue_seconds: float = Field(default=600.0, gt=0)
+    # POST /calls's database step (lead, policy decision, attempt) gives up after this long and
+    # answers 503 with Retry-After: a locked or unreachable database must not hold requests open.
+    call_intake_timeout_seconds: float = Field(default=3.0, gt=0)
+    # Where due attempts are dialed: `in_process` (the web process polls and dials: one process,
+    # the demo), `celery` (beat and queue workers; needs REDIS_URL), or `auto`: celery when
+    # REDIS_URL is set, else in_process.
+    queue_runner: Literal["auto", "in_process", "celery"] = "auto"
+
+    @property
+    def queue_in_process(self) -> bool:
+        """Whether this process dials the due attempts itself (else Celery's workers do)."""
+        return self.queue_runner == "in_process" or (self.queue_runner == "auto" and not self.redis_url)
 
     @model_validator(mode="after")
     def _choose_providers(self) -> "Settings":

@@ -7,6 +7,9 @@ import sqlalchemy as sa
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
+# The queue's tables too: the migrations compare the whole metadata with the schema.
+from models import call_queue as _call_queue  # noqa: F401
+
 # Call's links point at the domain's tables: they must be in the metadata wherever Call is.
 from models import domain as _domain  # noqa: F401
 from models.call_job import utcnow

@@ -33,7 +33,7 @@ check_code() {
   # The same checks CI enforces: lint, format, and types where the code is typed through.
   .venv/bin/ruff check .
   .venv/bin/ruff format --check .
-  .venv/bin/mypy models prompts services after_call
+  .venv/bin/mypy models prompts services after_call call_queue
 }
 
 cmd="${1:-}"; shift || true

@@ -45,7 +45,7 @@ import psycopg
 
 from models.context import ContextInstance
 from scripts.local_server import PostgresServer, RedisServer, free_port
-from scripts.simulate_call import DEMO_REQUEST
+from scripts.simulate_call import DEMO_REQUEST, wait_until_placed
 from simulator.callee import SimulatedCaller
 from simulator.caller_scripts import caller_script
 
@@ -199,6 +199,8 @@ def start_deployment(workdir: Path, with_provider: bool) -> Deployment:
         "ENFORCE_CALLING_HOURS": "false",
         "OUTCOME_JOURNAL_REPLAY_SECONDS": "2",
         "LOG_JSON": "true",
+        # One web process that also runs the call queue (no separate Celery worker in this deployment).
+        "QUEUE_RUNNER": "in_process",
     }
     deployment = Deployment(base_url="", database_url=database_url, redis=redis_server, postgres=postgres)
     try:
@@ -254,7 +256,10 @@ async def _place_call(http: httpx.AsyncClient, key: dict[str, str], scenario: st
     if created.status_code not in (201, 202) or not created.json().get("stream"):
         raise RuntimeError(f"POST /calls answered {created.status_code}: {created.text[:300]}")
     call = created.json()
-    context = ContextInstance.model_validate((await http.get(f"/contexts/{call['context_id']}", headers=key)).json())
+    placed = await wait_until_placed(http, call["id"], headers=key)
+    if placed.get("status") == "failed":
+        raise RuntimeError(f"the call could not be placed: {placed.get('error')}")
+    context = ContextInstance.model_validate((await http.get(f"/contexts/{placed['context_id']}", headers=key)).json())
     stream = call["stream"]
     ws_url = str(http.base_url).rstrip("/").replace("http", "ws", 1) + "/ws"
     caller = SimulatedCaller(ws_url, stream["call_id"], stream["token"], caller_script(scenario, context), max_seconds=120)

@@ -37,6 +37,7 @@ from models.settings import Settings
 from models.tables import Call
 from models.twilio_media import MULAW_FRAME_BYTES, SAMPLE_RATE
 from scripts.local_server import running_server
+from scripts.simulate_call import wait_until_placed
 from services.recording_store import context_path, is_wav, recording_path
 from simulator.callee import SimulatedCaller
 from simulator.caller_scripts import CallerLine
@@ -152,10 +153,14 @@ async def replay_on(base_url: str, source: ReplayInput, frames: list[bytes] | No
     headers = {"X-API-Key": os.environ["API_KEY"]} if os.environ.get("API_KEY") else {}
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as http:
         created = await http.post("/calls", json=source.request)
-        if created.status_code != 201:
+        if created.status_code != 202:
             raise ReplayError(f"the local server refused the call ({created.status_code}): {created.text}")
         call = created.json()
         stream = call["stream"]
+        # The queue places the call just after the 202: its stream is admitted once it is placed.
+        placed = await wait_until_placed(http, call["id"])
+        if placed.get("status") == "failed":
+            raise ReplayError(f"the local server could not place the call: {placed.get('error')}")
         ws_url = base_url.replace("http", "ws", 1) + "/ws"
         if frames is not None:
             caller: SimulatedCaller = RecordedCaller(ws_url, stream["call_id"], stream["token"], frames)

@@ -43,15 +43,35 @@ def summarize(latencies: list[float]) -> dict[str, float | None]:
     return {"median_ms": round(statistics.median(latencies), 1), "worst_ms": max(latencies), "count": len(latencies)}
 
 
+async def wait_until_placed(
+    http: httpx.AsyncClient, call_id: str, timeout: float = 30.0, headers: dict[str, str] | None = None
+) -> dict:
+    """POST /calls answers before the queue places the call: wait until its session is saved (the
+    call shows its context), which is when a media stream for it is admitted."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        shown = (await http.get(f"/calls/{call_id}", headers=headers)).json()
+        if shown.get("context_id") or shown.get("status") == "failed":
+            return shown
+        if asyncio.get_running_loop().time() > deadline:
+            raise SystemExit(f"call {call_id} was not placed within {timeout:.0f} s: {shown}")
+        await asyncio.sleep(0.05)
+
+
 async def simulate(base_url: str, scenario: str, out_dir: Path, request: dict, headers: dict[str, str]) -> dict:
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as http:
         created = await http.post("/calls", json=request)
-        if created.status_code != 201:
+        if created.status_code != 202:
             raise SystemExit(f"POST /calls answered {created.status_code}: {created.text}")
         call = created.json()
         if not call.get("stream"):
             raise SystemExit("the server did not hand out stream parameters: run it with TELEPHONY_PROVIDER=none")
-        context = ContextInstance.model_validate((await http.get(f"/contexts/{call['context_id']}")).json())
+        if call["status"] == "scheduled":
+            raise SystemExit(f"the call is scheduled for {call['scheduled_for']} (the outreach policy's time rules)")
+        placed = await wait_until_placed(http, call["id"])
+        if placed.get("status") == "failed":
+            raise SystemExit(f"the call could not be placed: {placed.get('error')}")
+        context = ContextInstance.model_validate((await http.get(f"/contexts/{placed['context_id']}")).json())
         stream = call["stream"]
         ws_url = stream.get("url") or base_url.replace("http", "ws", 1).rstrip("/") + "/ws"
         caller = SimulatedCaller(ws_url, stream["call_id"], stream["token"], caller_script(scenario, context))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("models", "prompts", "services", "after_call", "simulator", "control_api", "voice_worker")
+PRODUCT = ("models", "prompts", "services", "after_call", "call_queue", "simulator", "control_api", "voice_worker")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -40,7 +40,7 @@ def test_the_worker_never_reaches_into_the_control_api():
     assert files_importing("voice_worker", "control_api") == []
 
 
-@pytest.mark.parametrize("shared", ["models", "prompts", "services", "after_call"])
+@pytest.mark.parametrize("shared", ["models", "prompts", "services", "after_call", "call_queue"])
 def test_shared_parts_import_neither_side(shared):
     assert files_importing(shared, "control_api") == []
     assert files_importing(shared, "voice_worker") == []

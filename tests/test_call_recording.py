@@ -15,7 +15,7 @@ from models.settings import Settings
 from scripts.local_server import running_server
 from scripts.simulate_call import simulate
 from services.recording_store import sweep_expired_recordings
-from tests.support import BOOK_MEETING_REQUEST, server_env
+from tests.support import BOOK_MEETING_REQUEST, post_call, server_env
 
 API_KEY = "recording-test-key"
 DISCLOSURE = "This call is recorded."
@@ -104,7 +104,7 @@ async def test_caller_hanging_up_mid_call_leaves_the_recording_so_far(recording_
 
     base_url, recordings = recording_server
     async with httpx.AsyncClient(base_url=base_url, headers=HEADERS, timeout=30) as http:
-        call = (await http.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550143"))).json()
+        call = await post_call(http, dict(BOOK_MEETING_REQUEST, phone="+14155550143"))
         context = ContextInstance.model_validate((await http.get(f"/contexts/{call['context_id']}")).json())
         stream = call["stream"]
         caller = SimulatedCaller(

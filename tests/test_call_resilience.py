@@ -12,7 +12,7 @@ import websockets
 
 from models.context import ContextInstance
 from scripts.local_server import running_server
-from scripts.simulate_call import simulate
+from scripts.simulate_call import simulate, wait_until_placed
 from simulator.callee import SimulatedCaller
 from simulator.caller_scripts import CallerLine, caller_script
 from tests.support import BOOK_MEETING_REQUEST, server_env
@@ -21,9 +21,10 @@ from tests.support import BOOK_MEETING_REQUEST, server_env
 async def _create(base: str, phone: str) -> tuple[dict, ContextInstance]:
     async with httpx.AsyncClient(base_url=base) as http:
         created = await http.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone=phone))
-        assert created.status_code == 201, created.text
+        assert created.status_code == 202, created.text
         call = created.json()
-        context = ContextInstance.model_validate((await http.get(f"/contexts/{call['context_id']}")).json())
+        placed = await wait_until_placed(http, call["id"])
+        context = ContextInstance.model_validate((await http.get(f"/contexts/{placed['context_id']}")).json())
     return call, context
 
 

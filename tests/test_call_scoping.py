@@ -9,6 +9,7 @@ import pytest
 
 from scripts.local_server import running_server
 from tests.support import BOOK_MEETING_REQUEST, server_env
+from tests.support import place_call as place_through_queue
 
 
 @dataclass
@@ -24,9 +25,9 @@ def workspace_key(base_url: str, name: str) -> dict[str, str]:
 
 
 def place_call(base_url: str, phone: str, headers: dict[str, str]) -> PlacedCall:
-    created = httpx.post(f"{base_url}/calls", json=dict(BOOK_MEETING_REQUEST, phone=phone), headers=headers, timeout=30)
-    assert created.status_code == 201, created.text
-    return PlacedCall(created.json()["id"], created.json()["context_id"])
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        placed = place_through_queue(client, dict(BOOK_MEETING_REQUEST, phone=phone), headers=headers)
+    return PlacedCall(placed["id"], placed["context_id"])
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +58,8 @@ def test_another_workspace_key_gets_404_for_the_call_and_its_context(server):
 
 def test_a_workspace_key_gets_404_for_a_web_form_call(server):
     acme = workspace_key(server, "Acme")
-    created = httpx.post(f"{server}/form/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550303"), timeout=30)
-    assert created.status_code == 201, created.text
-    form_call = created.json()
+    with httpx.Client(base_url=server, timeout=30) as client:
+        form_call = place_through_queue(client, dict(BOOK_MEETING_REQUEST, phone="+14155550303"), path="/form/calls")
 
     assert httpx.get(f"{server}/calls/{form_call['id']}", headers=acme).status_code == 404
     assert httpx.get(f"{server}/contexts/{form_call['context_id']}", headers=acme).status_code == 404

@@ -16,7 +16,7 @@ from prompts.context_builder import build_context
 from scripts.local_server import running_server
 from scripts.simulate_call import DEMO_REQUEST
 from simulator.caller_scripts import CallerLine
-from tests.support import BOOK_MEETING_REQUEST, server_env
+from tests.support import BOOK_MEETING_REQUEST, post_call, server_env
 from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
 from voice_worker.rule_agent import RuleBasedAgent
 
@@ -83,7 +83,7 @@ async def test_on_the_simulator_a_transfer_ends_the_stream_with_the_outcome_and_
 
     key = workspace_key(live_server, transfer_number=TRANSFER_NUMBER)
     async with httpx.AsyncClient(base_url=live_server, headers=key, timeout=30) as http:
-        call = (await http.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550150"))).json()
+        call = await post_call(http, dict(BOOK_MEETING_REQUEST, phone="+14155550150"))
         ContextInstance.model_validate((await http.get(f"/contexts/{call['context_id']}")).json())
         stream = call["stream"]
         caller = SimulatedCaller(
@@ -105,7 +105,7 @@ async def test_without_a_transfer_number_the_agent_offers_a_callback(live_server
 
     key = workspace_key(live_server)
     async with httpx.AsyncClient(base_url=live_server, headers=key, timeout=30) as http:
-        call = (await http.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550151"))).json()
+        call = await post_call(http, dict(BOOK_MEETING_REQUEST, phone="+14155550151"))
         stream = call["stream"]
         lines = [CallerLine("can i talk to a human"), CallerLine("yes please")]
         await SimulatedCaller(live_server.replace("http", "ws", 1) + "/ws", stream["call_id"], stream["token"], lines).run()
@@ -120,11 +120,11 @@ def test_on_twilio_the_live_call_is_updated_to_dial_the_transfer_number(twilio_l
     key = workspace_key(twilio_live_server, transfer_number=TRANSFER_NUMBER)
     twilio_emulator.emulator.set_callee(phone, Callee(CalleeBehavior.ANSWER, lines=[CallerLine("can i talk to a human")]))
     answer = httpx.post(f"{twilio_live_server}/calls", json=dict(BOOK_MEETING_REQUEST, phone=phone), headers=key, timeout=30)
-    assert answer.status_code == 201, answer.text
+    assert answer.status_code == 202, answer.text
     call = answer.json()
 
     shown = wait_for_end(twilio_live_server, call["id"], key)
-    sent = twilio_emulator.emulator.call(call["twilio_call_sid"])
+    sent = twilio_emulator.emulator.call(shown["twilio_call_sid"])
     deadline = time.monotonic() + 10
     while not sent.dialed and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -187,7 +187,7 @@ async def test_the_llm_transfer_call_tool_hands_the_caller_over(tmp_path, transf
     with running_server(env, log_path=tmp_path / "server.log") as base:
         key = workspace_key(base, transfer_number=TRANSFER_NUMBER)
         async with httpx.AsyncClient(base_url=base, headers=key, timeout=30) as http:
-            call = (await http.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550153"))).json()
+            call = await post_call(http, dict(BOOK_MEETING_REQUEST, phone="+14155550153"))
             stream = call["stream"]
             caller = SimulatedCaller(
                 base.replace("http", "ws", 1) + "/ws", stream["call_id"], stream["token"], [CallerLine("yes sure")]

@@ -36,7 +36,7 @@ def test_sixth_call_request_in_a_minute_is_refused_with_retry_after(api_client):
     refused_before = refusals(client)
     numbers = phones(0)
     answers = [client.post("/calls", json=request_for(next(numbers))) for _ in range(5)]
-    assert [a.status_code for a in answers] == [201] * 5
+    assert [a.status_code for a in answers] == [202] * 5
 
     refused = client.post("/calls", json=request_for(next(numbers)))
 
@@ -53,8 +53,8 @@ def test_rate_limit_is_shared_by_processes_through_redis(api_client, clean_redis
     second = api_client(rate_limit_per_minute=2, redis_url=clean_redis.url)
     numbers = phones(10)
 
-    assert first.post("/calls", json=request_for(next(numbers))).status_code == 201
-    assert second.post("/calls", json=request_for(next(numbers))).status_code == 201
+    assert first.post("/calls", json=request_for(next(numbers))).status_code == 202
+    assert second.post("/calls", json=request_for(next(numbers))).status_code == 202
     refused = first.post("/calls", json=request_for(next(numbers)))
 
     assert refused.status_code == 429
@@ -65,7 +65,7 @@ def test_requests_with_the_api_key_are_not_rate_limited(api_client):
     client = api_client(rate_limit_per_minute=1, api_key="operator-key")
     numbers = phones(20)
     answers = [client.post("/calls", json=request_for(next(numbers)), headers={"X-API-Key": "operator-key"}) for _ in range(3)]
-    assert [a.status_code for a in answers] == [201, 201, 201]
+    assert [a.status_code for a in answers] == [202, 202, 202]
 
 
 # --- API key -------------------------------------------------------------------------------------
@@ -88,13 +88,13 @@ def test_api_key_is_required_everywhere_but_the_form_health_and_twilio(api_clien
     assert client.post("/calls", json=request_for(next(numbers))).status_code == 401
     assert client.post("/calls", json=request_for(next(numbers)), headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.get("/metrics", headers={"X-API-Key": "operator-key"}).status_code == 200
-    assert client.post("/calls", json=request_for(next(numbers)), headers={"X-API-Key": "operator-key"}).status_code == 201
+    assert client.post("/calls", json=request_for(next(numbers)), headers={"X-API-Key": "operator-key"}).status_code == 202
 
     assert client.get("/").status_code == 200
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/health").status_code == 200
     assert client.get("/health/ready").status_code == 200
-    assert client.post("/form/calls", json=request_for(next(numbers))).status_code == 201
+    assert client.post("/form/calls", json=request_for(next(numbers))).status_code == 202
     # Twilio's callbacks are checked by signature, not by key: refused here for the signature.
     twilio = client.post("/twilio/status?call_id=00000000-0000-4000-8000-000000000000", data={"CallStatus": "ringing"})
     assert twilio.status_code == 403 and "Twilio" in twilio.json()["detail"]
@@ -103,7 +103,7 @@ def test_api_key_is_required_everywhere_but_the_form_health_and_twilio(api_clien
 def test_form_call_can_be_followed_only_with_its_view_token(api_client):
     client = api_client(api_key="operator-key")
     created = client.post("/form/calls", json=request_for("+14155550141"))
-    assert created.status_code == 201
+    assert created.status_code == 202
     call = created.json()
     other = client.post("/form/calls", json=request_for("+14155550142")).json()
 
@@ -156,7 +156,7 @@ def test_form_submit_needs_a_turnstile_token_that_cloudflare_accepts(api_client,
     assert "invalid-input-response" in rejected.json()["detail"]
 
     accepted = client.post("/form/calls", json=request_for("+14155550151", turnstile_token="pass-token"))
-    assert accepted.status_code == 201
+    assert accepted.status_code == 202
     checked = stand_in.received[-1]
     assert checked["secret"] == "turnstile-secret" and checked["response"] == "pass-token" and checked["remoteip"]
 
@@ -165,14 +165,14 @@ def test_post_calls_without_api_key_is_public_and_needs_turnstile_too(api_client
     _, url = siteverify
     client = api_client(turnstile_secret="turnstile-secret", turnstile_verify_url=url)
     assert client.post("/calls", json=request_for("+14155550152")).status_code == 400
-    assert client.post("/calls", json=request_for("+14155550152", turnstile_token="pass-token")).status_code == 201
+    assert client.post("/calls", json=request_for("+14155550152", turnstile_token="pass-token")).status_code == 202
 
 
 def test_the_operators_backend_with_the_api_key_skips_turnstile(api_client, siteverify):
     _, url = siteverify
     client = api_client(turnstile_secret="turnstile-secret", turnstile_verify_url=url, api_key="operator-key")
     answer = client.post("/calls", json=request_for("+14155550153"), headers={"X-API-Key": "operator-key"})
-    assert answer.status_code == 201
+    assert answer.status_code == 202
 
 
 def test_unreachable_siteverify_refuses_rather_than_lets_through(api_client):

@@ -1,6 +1,5 @@
 """POST /calls, GET /calls/{id}, GET /contexts/{id}, GET /health: the call request as a user sends it."""
 
-from datetime import datetime
 from uuid import uuid4
 
 import pytest
@@ -8,39 +7,36 @@ from sqlmodel import Session
 
 from models.session_store import MemorySessionStore
 from models.tables import Call
-from tests.support import BOOK_MEETING_REQUEST
+from tests.support import BOOK_MEETING_REQUEST, is_placed, place_call, wait_for_call
 
 
 def request_for(phone: str, **changes) -> dict:
     return {**BOOK_MEETING_REQUEST, "phone": phone, **changes}
 
 
-def test_created_call_answers_with_its_expiry_and_a_link_to_its_context(api_client):
+def test_call_request_is_accepted_then_placed_by_the_queue_with_its_context(api_client):
     client = api_client()
 
     answer = client.post("/calls", json=request_for("+14155550161"))
 
-    assert answer.status_code == 201
+    assert answer.status_code == 202
     call = answer.json()
-    assert call["status"] == "pending"
-    lifetime = datetime.fromisoformat(call["expires_at"]) - datetime.fromisoformat(call["created_at"])
-    assert lifetime.total_seconds() == 600
-    assert 590 < call["seconds_until_expiry"] <= 600
-    context = client.get(call["context_url"]).json()
-    assert context["id"] == call["context_id"]
+    assert call["status"] == "queued" and call["status_url"].endswith(f"/calls/{call['id']}")
+    # TELEPHONY_PROVIDER=none hands out what a client needs to open the media stream itself.
+    assert call["stream"]["call_id"] == call["id"] and len(call["stream"]["token"]) == 64
+    shown = wait_for_call(client, call["id"], is_placed)
+    assert shown["id"] == call["id"] and shown["status"] == "pending"
+    assert shown["phone"] != "+14155550161" and "*" in shown["phone"]  # masked
+    assert 590 < shown["seconds_until_expiry"] <= 600
+    context = client.get(f"/contexts/{shown['context_id']}").json()
     assert context["phone"] == "+14*******61" and context["goal"] == "book_meeting"  # masked, like the call's
     assert context["source"] == "template"  # no OPENAI_API_KEY here
     assert set(context["objection_handlers"]) == {"price", "timing", "competitor", "trust", "not_interested", "send_info"}
-    shown = client.get(call["status_url"]).json()
-    assert shown["id"] == call["id"] and shown["status"] == "pending"
-    assert shown["phone"] != "+14155550161" and "*" in shown["phone"]  # masked
-    # TELEPHONY_PROVIDER=none hands out what a client needs to open the media stream itself.
-    assert call["stream"]["call_id"] == call["id"] and len(call["stream"]["token"]) == 64
 
 
 def test_phone_number_is_stored_in_canonical_e164(api_client):
     client = api_client()
-    call = client.post("/calls", json=request_for(" +1 415 555 0162 ")).json()
+    call = place_call(client, request_for(" +1 415 555 0162 "))
     with Session(client.app.state.services.engine) as db:
         assert db.get(Call, call["id"]).phone == "+14155550162"
 
@@ -92,7 +88,7 @@ def test_expired_call_and_context_answer_404(api_client):
     now = [1000.0]
     # A store whose clock the test moves: the TTLs are the real ones.
     client.app.state.services.store = MemorySessionStore(clock=lambda: now[0])
-    call = client.post("/calls", json=request_for("+14155550165")).json()
+    call = place_call(client, request_for("+14155550165"))
     assert client.get(call["context_url"]).status_code == 200
 
     now[0] += 601
@@ -106,16 +102,16 @@ def test_health_counts_the_calls_under_way(api_client):
     assert client.get("/health").json() == {"status": "ok", "active_calls": 0}
 
     for phone in ("+14155550166", "+14155550167"):
-        assert client.post("/calls", json=request_for(phone)).status_code == 201
+        place_call(client, request_for(phone))
 
     assert client.get("/health").json()["active_calls"] == 2
 
 
 def test_a_number_already_being_called_answers_409(api_client):
     client = api_client()
-    assert client.post("/calls", json=request_for("+14155550168")).status_code == 201
+    place_call(client, request_for("+14155550168"))
 
     again = client.post("/calls", json=request_for("+14155550168", product="Something else"))
 
     assert again.status_code == 409
-    assert "already being called" in again.json()["detail"]
+    assert "already has a call under way" in again.json()["detail"]

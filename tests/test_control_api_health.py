@@ -6,7 +6,7 @@ import httpx
 from sqlmodel import create_engine
 
 from scripts.local_server import free_port, running_server
-from tests.support import BOOK_MEETING_REQUEST, server_env
+from tests.support import BOOK_MEETING_REQUEST, place_call, server_env
 
 SECRETS = {
     "api_key": "api-key-that-must-not-show",
@@ -65,7 +65,7 @@ def test_info_names_version_and_providers_and_shows_no_secret(api_client):
 
 def test_metrics_show_call_requests_stages_and_the_worker(api_client):
     client = api_client()
-    client.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550171"))
+    place_call(client, dict(BOOK_MEETING_REQUEST, phone="+14155550171"))
     text = client.get("/metrics").text
 
     for name in (
@@ -91,19 +91,14 @@ def test_server_logs_are_json_with_the_call_id_and_no_phone_number_or_secret(tmp
         OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
         OPENAI_CONTEXT_TIMEOUT_SECONDS="1",
     )
-    with running_server(env, log_path=log_path) as base_url:
-        created = httpx.post(
-            f"{base_url}/calls",
-            json=dict(BOOK_MEETING_REQUEST, phone="+14155550172"),
-            headers={"X-API-Key": SECRETS["api_key"]},
-            timeout=30,
-        )
-        assert created.status_code == 201
-    call_id = created.json()["id"]
+    with running_server(env, log_path=log_path) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
+        call_id = place_call(client, dict(BOOK_MEETING_REQUEST, phone="+14155550172"), headers={"X-API-Key": SECRETS["api_key"]})[
+            "id"
+        ]
 
     text = log_path.read_text()
     events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-    created_event = next(e for e in events if e.get("event") == "call_created")
+    created_event = next(e for e in events if e.get("event") == "call_dialed")
     assert created_event["call_id"] == call_id
     assert created_event["phone"] == "+14*******72"
     # The OpenAI endpoint is down here: the fallback is logged, and the call went ahead on templates.

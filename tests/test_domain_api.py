@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from control_api.main import create_app
 from models.domain import Lead, PolicyDecision, StrategyVersion, WorkspaceApiKey
 from models.tables import Call
-from tests.support import CALL_REQUEST, DomainApi, RecordingDialer, make_settings
+from tests.support import CALL_REQUEST, DomainApi, RecordingDialer, end_call, make_settings, place_call
 
 # --- workspaces and keys -------------------------------------------------------------------------------
 
@@ -107,7 +107,7 @@ def test_one_workspace_key_can_neither_read_nor_change_another_workspace(api):
     assert (b_view["stage"], b_view["opted_out_at"], b_view["threads"]) == ("NEW", None, [])
     assert api.client.get(f"/workspaces/{b_id}/api-keys", headers=b_key).json()[0]["revoked_at"] is None
     # A call placed with A's key for B's lead's number is A's own lead, not B's.
-    assert api.client.post("/calls", json={**CALL_REQUEST, "phone": b_lead["phone"]}, headers=a_key).status_code == 201
+    assert api.client.post("/calls", json={**CALL_REQUEST, "phone": b_lead["phone"]}, headers=a_key).status_code == 202
     with Session(api.engine) as db:
         leads = db.exec(select(Lead).where(Lead.phone == b_lead["phone"]).order_by(Lead.workspace_id)).all()
         assert [(lead.workspace_id, lead.id == b_lead["id"]) for lead in leads] == [(a_id, False), (b_id, True)]
@@ -321,20 +321,22 @@ def test_an_opt_out_by_sms_stop_or_api_is_final(api, how):
 
 
 def test_a_web_form_call_is_decided_and_recorded_before_it_is_dialed(api):
-    answer = api.client.post("/calls", json=CALL_REQUEST)
+    placed = place_call(api.client, CALL_REQUEST)
 
-    assert answer.status_code == 201, answer.text
     assert api.dialer.decision_stored_first == [True]
     with Session(api.engine) as db:
-        call = db.get(Call, answer.json()["id"])
+        call = db.get(Call, placed["id"])
         lead = db.get(Lead, call.lead_id)
+        decisions = db.exec(select(PolicyDecision).where(PolicyDecision.lead_id == call.lead_id)).all()
         decision = db.exec(select(PolicyDecision).where(PolicyDecision.call_id == call.id)).one()
     assert (lead.phone, lead.consent, lead.consent_source) == (CALL_REQUEST["phone"], True, "web_form")
+    # Decided twice: when the request came, and again right before the dial (the one linked to the call).
+    assert [d.allow_send for d in decisions] == [True, True] and decision.id == max(d.id for d in decisions)
     assert decision.allow_send and decision.reason_code == "allowed"
     assert [rule["rule"] for rule in decision.rule_trace] == ["opt_out", "consent", "follow_up", "budget", "calling_hours"]
 
 
-def test_a_call_outside_the_callee_hours_is_refused_with_when_to_retry(db_url, tmp_path, monkeypatch):
+def test_a_call_outside_the_callee_hours_is_scheduled_for_the_window(db_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     now = datetime.now(UTC)
     # Some whole-hour zone where it is now between 01:00 and 06:59: outside 8:00-21:00 for hours.
@@ -349,11 +351,10 @@ def test_a_call_outside_the_callee_hours_is_refused_with_when_to_retry(db_url, t
         decisions = client.get(f"/leads/{lead['id']}/decisions", headers=key).json()
 
     body = answer.json()
-    next_at = datetime.fromisoformat(body["next_allowed_at"])
-    assert (answer.status_code, body["reason_code"]) == (429, "outside_calling_hours")
+    next_at = datetime.fromisoformat(body["scheduled_for"])
+    assert (answer.status_code, body["status"]) == (202, "scheduled")
     assert next_at.astimezone(ZoneInfo(night)).time().isoformat() == "08:00:00"
     assert timedelta(0) < next_at - now < timedelta(hours=8)
-    assert 0 < int(answer.headers["Retry-After"]) <= 8 * 3600
     assert [(d["allow_send"], d["reason_code"]) for d in decisions] == [(False, "outside_calling_hours")]
     assert dialer.dialed == []
 
@@ -364,18 +365,24 @@ def test_a_follow_up_too_soon_is_refused_and_both_decisions_are_kept(api):
     api.client.post(f"/strategies/{strategy['id']}/activate", headers=key)
     lead = api.lead(key)
 
-    first = api.client.post("/calls", json=CALL_REQUEST, headers=key)
+    first = place_call(api.client, CALL_REQUEST, headers=key)
+    end_call(api.client, first["id"])
     second = api.client.post("/calls", json=CALL_REQUEST, headers=key)
     decisions = api.client.get(f"/leads/{lead['id']}/decisions", headers=key).json()
 
-    assert first.status_code == 201
-    assert (second.status_code, second.json()["reason_code"]) == (429, "followup_too_soon")
-    created_at = datetime.fromisoformat(first.json()["created_at"])
-    assert datetime.fromisoformat(second.json()["next_allowed_at"]) == created_at + timedelta(hours=24)
-    assert [(d["allow_send"], d["reason_code"]) for d in decisions] == [(False, "followup_too_soon"), (True, "allowed")]
-    assert decisions[1]["call_id"] == first.json()["id"]
+    assert (second.status_code, second.json()["status"]) == (202, "scheduled")
     with Session(api.engine) as db:
-        call = db.get(Call, first.json()["id"])
+        created_at = db.get(Call, first["id"]).created_at
+    assert datetime.fromisoformat(second.json()["scheduled_for"]) == created_at + timedelta(hours=24)
+    # The request's decision, the one right before the dial, and the follow-up's.
+    assert [(d["allow_send"], d["reason_code"]) for d in decisions] == [
+        (False, "followup_too_soon"),
+        (True, "allowed"),
+        (True, "allowed"),
+    ]
+    assert decisions[1]["call_id"] == first["id"]
+    with Session(api.engine) as db:
+        call = db.get(Call, first["id"])
         assert (call.workspace_id, call.lead_id, call.strategy_version_id) == (
             lead_workspace(db, lead["id"]),
             lead["id"],
@@ -395,14 +402,14 @@ def test_a_red_budget_refuses_calls(api):
 
     assert (answer.status_code, answer.json()["reason_code"], answer.json()["next_allowed_at"]) == (429, "budget_paused", None)
     api.client.patch(f"/workspaces/{workspace_id}", json={"budget_tier": "GREEN"}, headers=key)
-    assert api.client.post("/calls", json=CALL_REQUEST, headers=key).status_code == 201
+    assert api.client.post("/calls", json=CALL_REQUEST, headers=key).json()["status"] == "queued"
 
 
 def test_a_workspace_call_records_the_operator_attestation(api):
     workspace_id, key = api.workspace()
     lead = api.lead(key, consent=False)
 
-    assert api.client.post("/calls", json=CALL_REQUEST, headers=key).status_code == 201
+    assert api.client.post("/calls", json=CALL_REQUEST, headers=key).status_code == 202
     attestations = api.client.get(f"/workspaces/{workspace_id}/attestations", headers=key).json()
     assert [(a["lead_id"], a["granted"], a["operator_id"].startswith("api_key:wsk_")) for a in attestations] == [
         (lead["id"], True, True)
@@ -415,7 +422,7 @@ def test_the_next_call_is_given_the_earlier_conversation(api):
     earlier = [{"user": "We spoke last week about the panels on the barn roof.", "agent": "Yes, I remember."}]
     api.client.post(f"/leads/{lead['id']}/history", json={"channel": "sms", "history": earlier}, headers=key)
 
-    assert api.client.post("/calls", json=CALL_REQUEST, headers=key).status_code == 201
+    place_call(api.client, CALL_REQUEST, headers=key)
     _, context = api.dialer.dialed[-1]
     assert "panels on the barn roof" in context.agent_instructions
     assert "earlier conversation" in context.agent_instructions.lower()

@@ -12,7 +12,7 @@ from models.conversation_history import as_messages, messages_to_turns, turns_to
 from models.domain import ChatMessage, ConversationThread, Lead, Meeting
 from models.enums import CallOutcome, CallStatus, EndReason, LeadStage, LeadTag, OptOutSource
 from models.tables import Call
-from tests.support import CALL_REQUEST, DomainApi
+from tests.support import CALL_REQUEST, DomainApi, place_call
 from voice_worker.call_record import finished_call_record
 from voice_worker.call_session import CallSession
 
@@ -171,7 +171,7 @@ BOOKING = [
 def test_a_booked_meeting_moves_the_lead_and_keeps_every_utterance_with_its_timing(api):
     _, key = api.workspace()
     lead = api.lead(key)
-    created = api.client.post("/calls", json=CALL_REQUEST, headers=key).json()
+    created = place_call(api.client, CALL_REQUEST, headers=key)
 
     record = finish_call(
         api, created["id"], CallOutcome.MEETING_BOOKED, EndReason.AGENT_COMPLETED, BOOKING, {"meeting_time": "tuesday at ten"}
@@ -198,7 +198,7 @@ def test_a_booked_meeting_moves_the_lead_and_keeps_every_utterance_with_its_timi
 def test_the_next_call_knows_what_was_said_in_the_last_one(api):
     _, key = api.workspace()
     api.lead(key)
-    first = api.client.post("/calls", json=CALL_REQUEST, headers=key).json()
+    first = place_call(api.client, CALL_REQUEST, headers=key)
     finish_call(
         api,
         first["id"],
@@ -207,13 +207,13 @@ def test_the_next_call_knows_what_was_said_in_the_last_one(api):
         [("agent", "Hello!"), ("caller", "call me back on friday about the barn roof")],
     )
 
-    assert api.client.post("/calls", json=CALL_REQUEST, headers=key).status_code == 201
+    place_call(api.client, CALL_REQUEST, headers=key)
     _, context = api.dialer.dialed[-1]
     assert "friday about the barn roof" in context.agent_instructions
 
 
 def test_a_voice_opt_out_suppresses_the_lead_for_good(api):
-    created = api.client.post("/calls", json=CALL_REQUEST).json()  # the web form's default workspace
+    created = place_call(api.client, CALL_REQUEST)  # the web form's default workspace
     finish_call(api, created["id"], CallOutcome.OPTED_OUT, EndReason.OPT_OUT, [("agent", "Hi!"), ("caller", "stop calling me")])
 
     again = api.client.post("/calls", json=CALL_REQUEST)
@@ -247,11 +247,11 @@ def test_a_voice_opt_out_suppresses_the_lead_for_good(api):
 def test_an_unanswered_call_tags_no_response_without_undoing_a_booked_meeting(api):
     _, key = api.workspace()
     lead = api.lead(key)
-    first = api.client.post("/calls", json=CALL_REQUEST, headers=key).json()
+    first = place_call(api.client, CALL_REQUEST, headers=key)
     finish_call(
         api, first["id"], CallOutcome.MEETING_BOOKED, EndReason.AGENT_COMPLETED, BOOKING, {"meeting_time": "tuesday at ten"}
     )
-    second = api.client.post("/calls", json=CALL_REQUEST, headers=key).json()
+    second = place_call(api.client, CALL_REQUEST, headers=key)
     finish_call(api, second["id"], CallOutcome.NO_ANSWER, EndReason.SILENCE_TIMEOUT, [("agent", "Hello? Are you still there?")])
 
     shown = api.client.get(f"/leads/{lead['id']}", headers=key).json()
@@ -263,7 +263,7 @@ def test_an_unanswered_call_tags_no_response_without_undoing_a_booked_meeting(ap
 def test_storing_a_call_twice_does_not_duplicate_its_messages_or_meeting(api):
     _, key = api.workspace()
     lead = api.lead(key)
-    created = api.client.post("/calls", json=CALL_REQUEST, headers=key).json()
+    created = place_call(api.client, CALL_REQUEST, headers=key)
     finish_call(
         api, created["id"], CallOutcome.MEETING_BOOKED, EndReason.AGENT_COMPLETED, BOOKING, {"meeting_time": "tuesday at ten"}
     )

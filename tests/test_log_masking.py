@@ -14,9 +14,9 @@ PHONE = "+14155550191"
 REFUSE_EVERY_CALL = """
 CREATE FUNCTION refuse_call() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'no call may be stored for %', NEW.phone;
+    RAISE EXCEPTION 'no call may be stored for %', NEW.call_request::jsonb->>'phone';
 END $$;
-CREATE TRIGGER refuse_call BEFORE INSERT ON call FOR EACH ROW EXECUTE FUNCTION refuse_call();
+CREATE TRIGGER refuse_call BEFORE INSERT ON call_attempt FOR EACH ROW EXECUTE FUNCTION refuse_call();
 """
 
 

@@ -31,6 +31,8 @@ DOMAIN_TABLES = {
     "outreach_attestation",
     "meeting",
     "phone_number",
+    "campaign",
+    "call_attempt",
 }
 
 

@@ -16,7 +16,7 @@ from models.enums import ContextSource
 from models.settings import Settings
 from prompts.context_builder import OBJECTION_KEYS, build_context
 from prompts.openai_context import ContextGenerator
-from tests.support import BOOK_MEETING_REQUEST, serving
+from tests.support import BOOK_MEETING_REQUEST, place_call, serving
 
 GOOD_LINES = {
     "opening_line": "Hey Alex, this is the Brightside assistant. Do you have a quick minute?",
@@ -218,7 +218,7 @@ async def test_without_a_key_no_request_is_made(fake_openai):
 def test_post_calls_stores_the_openai_context(api_client, fake_openai):
     _, url = fake_openai
     client = api_client(openai_api_key="sk-test-key", openai_base_url=url)
-    call = client.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550181")).json()
+    call = place_call(client, dict(BOOK_MEETING_REQUEST, phone="+14155550181"))
     context = client.get(call["context_url"]).json()
     assert context["source"] == "openai"
     assert context["opening_line"] == GOOD_LINES["opening_line"]

@@ -17,6 +17,7 @@ from models.enums import LeadStage
 from models.outcome_journal import OutcomeJournal
 from models.tables import Call
 from scripts.local_server import running_server
+from scripts.simulate_call import wait_until_placed
 from simulator.callee import SimulatedCaller
 from simulator.caller_scripts import caller_script
 from tests.support import BOOK_MEETING_REQUEST, PostgresServer, server_env
@@ -26,7 +27,8 @@ async def _create(http: httpx.AsyncClient, phone: str) -> tuple[dict, ContextIns
     created = await http.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone=phone))
     assert created.status_code in (201, 202), created.text
     call = created.json()
-    context = ContextInstance.model_validate((await http.get(f"/contexts/{call['context_id']}")).json())
+    placed = await wait_until_placed(http, call["id"])  # the queue places it after the 202
+    context = ContextInstance.model_validate((await http.get(f"/contexts/{placed['context_id']}")).json())
     return call, context
 
 

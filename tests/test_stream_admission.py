@@ -14,6 +14,7 @@ import websockets
 
 from models.call_job import CALL_JOB_TTL_SECONDS, CallJob, utcnow
 from models.session_store import call_key
+from scripts.simulate_call import wait_until_placed
 from services.stream_credential import stream_token
 from tests.support import BOOK_MEETING_REQUEST
 
@@ -65,8 +66,12 @@ async def rejected_count(base: str, reason: str) -> float:
 async def new_call(base: str, phone: str) -> dict:
     async with httpx.AsyncClient(base_url=base) as http:
         answer = await http.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone=phone))
-    assert answer.status_code == 201, answer.text
+        assert answer.status_code == 202, answer.text
+        await wait_until_placed(http, answer.json()["id"])
     return answer.json()
+
+
+CASES = ("missing_token", "wrong_token", "token_of_another_call", "unknown_call", "malformed_call_id", "missing_call_id")
 
 
 @pytest.mark.parametrize(
@@ -81,7 +86,8 @@ async def new_call(base: str, phone: str) -> dict:
     ],
 )
 async def test_stream_with_bad_credentials_is_closed_before_any_audio(redis_live_server, case, reason):
-    call = await new_call(redis_live_server, "+14155550140")
+    # One number per case: a call never streamed stays live in the queue, and a number has one live call.
+    call = await new_call(redis_live_server, f"+141555502{sorted(CASES).index(case):02d}")
     call_id, token = call["stream"]["call_id"], call["stream"]["token"]
     other = str(uuid.uuid4())
     start = {

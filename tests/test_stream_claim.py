@@ -8,6 +8,7 @@ import httpx
 import pytest
 import websockets
 
+from scripts.simulate_call import wait_until_placed
 from tests.support import BOOK_MEETING_REQUEST
 
 RACERS = 10
@@ -52,6 +53,7 @@ async def test_racing_starts_with_one_token_admit_exactly_one_pipeline(request, 
         created = await http.post("/calls", json=dict(BOOK_MEETING_REQUEST, phone=phone))
         assert created.status_code in (201, 202), created.text
         call = created.json()
+        await wait_until_placed(http, call["id"])  # the queue saves the session after the 202
         before = (await http.get("/metrics")).text
 
         go = asyncio.Event()

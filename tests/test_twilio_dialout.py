@@ -11,14 +11,14 @@ from models.call_request import CallRequest
 from prompts.context_builder import build_context
 from services.stream_credential import stream_token
 from simulator.caller_scripts import caller_script
-from tests.support import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER
+from tests.support import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER, is_dialed
+from tests.support import place_call as place_through_queue
 from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
 
 
 def place_call(base_url: str, phone: str) -> dict:
-    answer = httpx.post(f"{base_url}/calls", json=dict(BOOK_MEETING_REQUEST, phone=phone), timeout=30)
-    assert answer.status_code == 201, answer.text
-    return answer.json()
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        return place_through_queue(client, dict(BOOK_MEETING_REQUEST, phone=phone), until=is_dialed)
 
 
 def wait_for_end(base_url: str, call_id: str, timeout: float = 30) -> dict:
@@ -77,7 +77,7 @@ def test_call_is_created_with_twiml_streaming_to_ws_with_the_call_id_and_token(t
         ("busy", 200),
     ]
     # The number is free again once Twilio said busy.
-    assert httpx.post(f"{twilio_live_server}/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550201")).status_code == 201
+    assert httpx.post(f"{twilio_live_server}/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550201")).status_code == 202
 
 
 @pytest.mark.parametrize(

@@ -51,11 +51,11 @@ def test_machine_gets_a_message_after_the_beep_then_a_hang_up(voicemail_server, 
     phone = "+14155550160"
     twilio_emulator.emulator.set_callee(phone, Callee(CalleeBehavior.MACHINE, amd_seconds=0.5))
     answer = httpx.post(f"{voicemail_server}/calls", json=dict(BOOK_MEETING_REQUEST, phone=phone), timeout=30)
-    assert answer.status_code == 201, answer.text
+    assert answer.status_code == 202, answer.text
     call = answer.json()
 
     shown = wait_for_end(voicemail_server, call["id"])
-    sent = twilio_emulator.emulator.call(call["twilio_call_sid"])
+    sent = twilio_emulator.emulator.call(shown["twilio_call_sid"])
 
     assert sent.first("MachineDetection") == "DetectMessageEnd"
     assert sent.answered_by == "machine_end_beep"
@@ -73,7 +73,7 @@ def test_with_hang_up_the_machine_is_hung_up_on_without_a_message(twilio_live_se
     call = httpx.post(f"{twilio_live_server}/calls", json=dict(BOOK_MEETING_REQUEST, phone=phone), timeout=30).json()
 
     shown = wait_for_end(twilio_live_server, call["id"])
-    sent = twilio_emulator.emulator.call(call["twilio_call_sid"])
+    sent = twilio_emulator.emulator.call(shown["twilio_call_sid"])
 
     assert sent.first("MachineDetection") == "Enable" and sent.answered_by == "machine_start"
     assert shown["outcome"] == "voicemail" and shown["voicemail_left"] is False
@@ -92,7 +92,7 @@ def simulated_machine(request, tmp_path_factory) -> Iterator[tuple[str, str]]:
 def test_the_simulator_covers_both_voicemail_actions(simulated_machine):
     base_url, action = simulated_machine
     answer = httpx.post(f"{base_url}/calls", json=dict(BOOK_MEETING_REQUEST, phone="+14155550162"), timeout=30)
-    assert answer.status_code == 201, answer.text
+    assert answer.status_code == 202, answer.text
 
     shown = wait_for_end(base_url, answer.json()["id"])
     left_message = any("call us back" in e["text"] for e in shown["transcript"] if e["role"] == "agent")

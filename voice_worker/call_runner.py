@@ -48,7 +48,7 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
 
         @call.transport.event_handler("on_client_disconnected")
         async def _caller_gone(_transport, _ws):
-            session.record_end(session.agent.provisional_outcome(), EndReason.CALLER_HUNG_UP)
+            session.record_end(session.provisional_outcome(), EndReason.CALLER_HUNG_UP)
             await worker.cancel(reason="media stream closed")
 
         @call.user_aggregator.event_handler("on_user_turn_started")
@@ -75,11 +75,11 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
             voicemail_task = asyncio.create_task(leave_voicemail_at_the_beep(services, session, worker, policy))
         await WorkerRunner(handle_sigint=False).run(worker)
     except asyncio.CancelledError:
-        session.record_end(session.agent.provisional_outcome(), EndReason.ERROR, error="worker shutting down")
+        session.record_end(session.provisional_outcome(), EndReason.ERROR, error="worker shutting down")
         raise
     except Exception as exc:
         log.exception("call_pipeline_failed", call_id=session.call_id)
-        session.record_end(session.agent.provisional_outcome(), EndReason.ERROR, error=f"{type(exc).__name__}: {exc}"[:500])
+        session.record_end(session.provisional_outcome(), EndReason.ERROR, error=f"{type(exc).__name__}: {exc}"[:500])
     finally:
         for task in (limit_task, voicemail_task):
             if task is not None:
@@ -87,7 +87,7 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
         if policy is not None:
             await policy.cancel()
         if session.outcome is None:
-            session.record_end(session.agent.provisional_outcome(), EndReason.CALLER_HUNG_UP)
+            session.record_end(session.provisional_outcome(), EndReason.CALLER_HUNG_UP)
         if call is not None:
             for reason, count in call.serializer.rejected.items():
                 metrics.MEDIA_MESSAGES_REJECTED.labels(reason).inc(count)

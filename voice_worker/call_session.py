@@ -15,8 +15,9 @@ from typing import Any
 
 from models.call_job import CallJob, utcnow
 from models.context import ContextInstance
-from models.enums import CallOutcome, EndReason
+from models.enums import CallGoal, CallOutcome, EndReason
 from models.log_config import get_logger
+from prompts.caller_intent import Intent, classify
 from voice_worker.rule_agent import RuleBasedAgent
 
 log = get_logger(__name__)
@@ -81,6 +82,29 @@ class CallSession:
     @property
     def answers(self) -> dict[str, str]:
         return {**self.agent.answers, **self.tool_answers}
+
+    def provisional_outcome(self) -> CallOutcome:
+        """What the call achieved so far, for a call that ends before the agent closes it, from what was
+        said, whichever responder took the turns. The rule-based agent only knows the turns it answered:
+        in LLM mode it heard nobody, and a call someone answered must never be stored as `no_answer`
+        (the queue would call them again as unanswered)."""
+        outcome = self.agent.provisional_outcome()
+        said = [entry.text for entry in self.transcript if entry.role == "caller"]
+        if outcome is not CallOutcome.NO_ANSWER or not said:
+            return outcome
+        intents = [classify(text) for text in said]
+        if Intent.OPT_OUT in intents:
+            return CallOutcome.OPTED_OUT
+        if intents[-1] is Intent.CALLBACK:
+            return CallOutcome.CALLBACK_REQUESTED
+        if self.tool_answers and self.context.goal is CallGoal.COLLECT_INFO:
+            return CallOutcome.INFO_COLLECTED
+        questions = self.context.qualification_questions
+        if questions and len(self.tool_answers) >= len(questions):
+            return CallOutcome.QUALIFIED
+        # Someone talked, then the call ended without a decision: with end_reason caller_hung_up
+        # and the answers so far, that is how it is stored, and it is not retried.
+        return CallOutcome.NOT_INTERESTED
 
     def record_end(self, outcome: CallOutcome, reason: EndReason, error: str | None = None) -> bool:
         """The first decision about how the call ended wins; later ones are ignored."""

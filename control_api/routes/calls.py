@@ -1,30 +1,27 @@
 """POST /calls, GET /calls/{id}, GET /contexts/{id}."""
 
+import asyncio
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
-from sqlmodel import Session
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from sqlmodel import Session, col, select
 
-from control_api import metrics as control_metrics
+from control_api.call_intake import accept_call_in_thread
 from control_api.call_visibility import public_context, require_call_visible, require_context_visible
-from control_api.deps import get_context_generator, get_db, get_dialer, get_services, get_settings, get_store
-from control_api.dial_failures import DialFailed, record_dial_failure
-from control_api.outreach_gate import admit_call
+from control_api.deps import get_db, get_services, get_store
 from control_api.security import guard_public_call_request
 from control_api.workspace_auth import OptionalWorkspaceKey
-from models.call_job import CallJob
+from models.call_queue import CallAttempt
 from models.call_request import CallRequest, mask_phone
-from models.call_views import CallCreated, CallStatusResponse, call_status
+from models.call_views import CallAccepted, CallStatusResponse, attempt_status_view, call_status
 from models.context import ContextInstance
 from models.enums import CallStatus
 from models.log_config import get_logger
 from models.session_store import SessionStore, SessionStoreUnavailable
-from models.settings import Settings
 from models.tables import Call
-from prompts.openai_context import ContextGenerator
 from services import Services
-from services.dialer import Dialer, dial_failure_reason
+from services.stream_credential import stream_parameters
 
 log = get_logger(__name__)
 router = APIRouter(tags=["calls"])
@@ -36,106 +33,97 @@ def _store_down() -> HTTPException:
 
 # The abuse limits (rate limit, Turnstile) apply unless the request carries the API key.
 @router.post(
-    "/calls", status_code=status.HTTP_201_CREATED, response_model=CallCreated, dependencies=[Depends(guard_public_call_request)]
+    "/calls",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CallAccepted,
+    response_model_exclude_none=True,
+    dependencies=[Depends(guard_public_call_request)],
+    responses={
+        409: {"description": "this number already has a call under way"},
+        422: {"description": "a field is invalid, or the outreach policy refuses for good (reason_code)"},
+        503: {"description": "the database is busy or down; see Retry-After"},
+    },
 )
 async def create_call(
     call_request: CallRequest,
     request: Request,
-    settings: Annotated[Settings, Depends(get_settings)],
-    store: Annotated[SessionStore, Depends(get_store)],
-    dialer: Annotated[Dialer, Depends(get_dialer)],
-    db: Annotated[Session, Depends(get_db)],
-    contexts: Annotated[ContextGenerator, Depends(get_context_generator)],
-    workspace_key: OptionalWorkspaceKey,
     services: Annotated[Services, Depends(get_services)],
-) -> CallCreated:
-    # The outreach policy decides, and its decision is stored, before anything can be dialed;
-    # a refusal raises OutreachRefused (422/429 with reason_code and next_allowed_at).
-    admission = admit_call(db, settings, call_request, workspace_key)
-    with control_metrics.STAGE_LATENCY.labels("context").time():
-        context = await contexts.generate(call_request, history=admission.history)
-    control_metrics.CONTEXTS_GENERATED.labels(context.source.value).inc()
-    job = CallJob(context_id=context.id, phone=call_request.phone)
-    try:
-        holder = await store.claim_phone(job.phone, job.id)
-        if holder is not None:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, detail="this number is already being called; try again when that call ends"
-            )
-        await store.save_call(job, context)
-    except SessionStoreUnavailable:
-        raise _store_down() from None
+    workspace_key: OptionalWorkspaceKey,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> CallAccepted:
+    """Validate, decide and schedule; the queue dials (now, or at `scheduled_for`) and re-checks the policy first.
 
-    db.add(
-        Call(
-            id=str(job.id),
-            context_id=str(context.id),
-            phone=job.phone,
-            goal=context.goal,
-            created_at=job.created_at,
-            **admission.call_links(),
-        )
-    )
-    admission.link_call(db, str(job.id))
-    db.commit()
-
-    try:
-        with control_metrics.STAGE_LATENCY.labels("dial").time():
-            dialed = await dialer.dial(job, context)
-    except Exception as exc:
-        reason = f"dial failed: {dial_failure_reason(exc)}"
-        log.error("dial_failed", call_id=str(job.id), error=reason)
-        await record_dial_failure(services, job, reason)
-        raise DialFailed(str(job.id), reason, status_url=str(request.url_for("get_call", call_id=str(job.id)))) from None
-    if dialed.twilio_call_sid:
-        job.twilio_call_sid = dialed.twilio_call_sid
-        try:
-            await store.update_job(job)
-        except SessionStoreUnavailable:
-            log.warning("session_update_failed_after_dial", call_id=str(job.id))
-
+    Refusals raise OutreachRefused (422 with reason_code; 429 when a time rule has no window in sight).
+    """
+    settings = services.settings
+    accepted = await accept_call_in_thread(services.engine, settings, call_request, workspace_key, idempotency_key)
+    if accepted.status == "queued" and not accepted.repeated:
+        _wake_queue(request)
     log.info(
-        "call_created",
-        call_id=str(job.id),
-        phone=mask_phone(job.phone),
-        goal=context.goal.value,
-        telephony=settings.telephony_provider,
-        context_source=context.source.value,
+        "call_accepted",
+        call_id=accepted.call_id,
+        phone=mask_phone(call_request.phone),
+        status=accepted.status,
+        scheduled_for=accepted.scheduled_for.isoformat(),
+        repeated=accepted.repeated,
     )
-    control_metrics.CALLS_CREATED.labels(settings.telephony_provider).inc()
-    return CallCreated(
-        id=str(job.id),
-        status=job.status,
-        created_at=job.created_at,
-        expires_at=job.expires_at,
-        seconds_until_expiry=round(job.seconds_until_expiry(), 3),
-        context_id=str(context.id),
-        context_url=str(request.url_for("get_context", context_id=str(context.id))),
-        status_url=str(request.url_for("get_call", call_id=str(job.id))),
+    return CallAccepted(
+        id=accepted.call_id,
+        status=accepted.status,
+        scheduled_for=accepted.scheduled_for,
+        status_url=str(request.url_for("get_call", call_id=accepted.call_id)),
         telephony=settings.telephony_provider,
-        twilio_call_sid=job.twilio_call_sid,
-        stream=dialed.stream_parameters,
+        stream=stream_parameters(settings, accepted.call_id) if settings.telephony_provider == "none" else None,
     )
+
+
+_wakes: set[asyncio.Task] = set()
+
+
+def _wake_queue(request: Request) -> None:
+    # Not awaited: the answer does not wait for the broker; a lost nudge only waits for the next poll.
+    scheduler = getattr(request.app.state, "call_scheduler", None)
+    if scheduler is None:
+        return
+    task = asyncio.create_task(scheduler.wake())
+    _wakes.add(task)
+    task.add_done_callback(_woken)
+
+
+def _woken(task: asyncio.Task) -> None:
+    _wakes.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("call_queue_wake_failed", error=repr(task.exception()))
+
+
+def _stored(engine, workspace_key, call_id: UUID) -> tuple[Call | None, CallAttempt | None]:
+    with Session(engine) as db:
+        require_call_visible(db, workspace_key, call_id)
+        record = db.get(Call, str(call_id))
+        attempt = None
+        if record is None:  # not placed yet: its queue attempt says where it is
+            attempt = db.exec(select(CallAttempt).where(col(CallAttempt.call_id) == str(call_id))).first()
+        return record, attempt
 
 
 @router.get("/calls/{call_id}", response_model=CallStatusResponse, name="get_call")
 async def get_call(
     call_id: UUID,
-    store: Annotated[SessionStore, Depends(get_store)],
-    db: Annotated[Session, Depends(get_db)],
+    services: Annotated[Services, Depends(get_services)],
     workspace_key: OptionalWorkspaceKey,
 ) -> CallStatusResponse:
-    require_call_visible(db, workspace_key, call_id)
+    record, attempt = await asyncio.to_thread(_stored, services.engine, workspace_key, call_id)
     try:
-        job = await store.load_job(call_id)
+        job = await services.store.load_job(call_id)
     except SessionStoreUnavailable:
         job = None
-    record = db.get(Call, str(call_id))
     # A finished call's stored record is the truth; the live job only while the call is under way.
     if record is not None and record.status in (CallStatus.COMPLETED, CallStatus.FAILED):
         return call_status(record, job)
     if job is not None:
         return call_status(job)
+    if attempt is not None:
+        return attempt_status_view(attempt)
     raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"call {call_id} is unknown or has expired")
 
 

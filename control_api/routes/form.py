@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 from control_api.deps import get_settings
 from control_api.routes.calls import create_call, get_call
 from control_api.security import guard_public_call_request
-from models.call_views import CallCreated, CallStatusResponse
+from models.call_views import CallAccepted, CallStatusResponse
 from models.settings import Settings
 
 router = APIRouter(tags=["form"])
@@ -33,7 +33,7 @@ TURNSTILE_SCRIPT = "https://challenges.cloudflare.com/turnstile/v0/api.js"
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 
 
-class FormCallCreated(CallCreated):
+class FormCallAccepted(CallAccepted):
     view_url: str
     # Send it back as X-Call-Token to read the call at view_url.
     view_token: str
@@ -97,8 +97,8 @@ async def form_asset(asset: str) -> Response:
 
 @router.post(
     "/form/calls",
-    status_code=status.HTTP_201_CREATED,
-    response_model=FormCallCreated,
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=FormCallAccepted,
     dependencies=[Depends(guard_public_call_request)],
     responses={
         400: {"description": "turnstile_token missing"},
@@ -108,11 +108,11 @@ async def form_asset(asset: str) -> Response:
     },
 )
 async def create_form_call(
-    created: Annotated[CallCreated, Depends(create_call)],
+    created: Annotated[CallAccepted, Depends(create_call)],
     request: Request,
     settings: Annotated[Settings, Depends(get_settings)],
-) -> FormCallCreated:
-    return FormCallCreated(
+) -> FormCallAccepted:
+    return FormCallAccepted(
         **created.model_dump(),
         view_url=str(request.url_for("get_form_call", call_id=created.id)),
         view_token=view_token(created.id, settings),

@@ -59,8 +59,14 @@ function explain(answer, data, form) {
   showFormError(message);
 }
 
+function queueStatus(status, scheduledFor) {
+  // Before the call is placed: queued (any moment now) or scheduled (the calling hours, in the callee's zone).
+  if (status === "scheduled" && scheduledFor) return `scheduled for ${new Date(scheduledFor).toLocaleString()}`;
+  return status.replace("_", " ");
+}
+
 function renderCall(call) {
-  $("call-status").textContent = call.status.replace("_", " ");
+  $("call-status").textContent = call.attempt_status ? queueStatus(call.attempt_status, call.scheduled_for) : call.status.replace("_", " ");
   // Only a real phone line (Twilio) reports a status of its own.
   $("call-telephony").textContent = call.telephony_status || "-";
   $("call-telephony").hidden = $("call-telephony-label").hidden = !call.telephony_status;
@@ -145,7 +151,7 @@ async function submit(event) {
       body: JSON.stringify(requestBody(form)),
     });
     const data = await answer.json().catch(() => ({}));
-    if (answer.status !== 201) {
+    if (answer.status !== 202) {
       explain(answer, data, form);
       if (window.turnstile) window.turnstile.reset();
       return;
@@ -153,7 +159,7 @@ async function submit(event) {
     form.hidden = true;
     $("call").hidden = false;
     $("call-id").textContent = data.id;
-    $("call-status").textContent = data.status;
+    $("call-status").textContent = queueStatus(data.status, data.scheduled_for);
     await follow(data);
   } catch (error) {
     showFormError("Could not reach the server; check your connection and try again.");

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
 import uvicorn
 from fastapi.testclient import TestClient
@@ -34,13 +35,77 @@ from models.tables import Call
 from scripts.local_server import PostgresServer as PostgresServer
 from scripts.local_server import RedisServer as RedisServer
 from scripts.local_server import free_port
-from scripts.simulate_call import DEMO_REQUEST
+from scripts.simulate_call import DEMO_REQUEST, wait_until_placed
 from services import Services, assemble_services
 from services.dialer import DialResult
 from services.twilio_account import TwilioAccount
 
 # The demo's request is the canonical booking call; tests vary single fields of it.
 BOOK_MEETING_REQUEST = dict(DEMO_REQUEST)
+
+
+def wait_for_call(client, call_id: str, until, *, headers: dict | None = None, timeout: float = 20.0) -> dict:
+    """GET /calls/{id} until `until(call)` holds (the queue places calls after POST /calls answers)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.get(f"/calls/{call_id}", headers=headers)
+        call = answer.json() if answer.status_code == 200 else {}
+        if call and until(call):
+            return call
+        if time.monotonic() > deadline:
+            raise AssertionError(f"call {call_id} never got there: {answer.status_code} {answer.text[:300]}")
+        time.sleep(0.05)
+
+
+def is_placed(call: dict) -> bool:
+    return call.get("attempt_status") is None or call.get("status") == "failed"
+
+
+def end_call(client: TestClient, call_id: str, outcome: str = "not_interested") -> None:
+    """End a placed call as the worker would (outcome writer and after-call hooks), in the app's loop."""
+    from after_call.outcome_writer import record_finished_call, record_without_conversation
+    from models.enums import CallOutcome, EndReason
+
+    services = client.app.state.services
+
+    async def finish() -> None:
+        job = await services.store.load_job(call_id)
+        assert job is not None, f"call {call_id} is not live"
+        record = record_without_conversation(job, outcome=CallOutcome(outcome), end_reason=EndReason.CALLER_HUNG_UP, error=None)
+        await record_finished_call(services, record, job)
+
+    client.portal.call(finish)
+
+
+def is_dialed(call: dict) -> bool:
+    """Twilio took the call (its sid is known), or the dial failed."""
+    return bool(call.get("twilio_call_sid")) or call.get("status") == "failed"
+
+
+async def post_call(http: httpx.AsyncClient, body: dict, *, path: str = "/calls") -> dict:
+    """POST a call (202) from async code and wait until the queue has placed it: the POST answer (with
+    `stream` under TELEPHONY_PROVIDER=none) plus the placed call's context_id and twilio_call_sid."""
+    answer = await http.post(path, json=body)
+    assert answer.status_code == 202, answer.text
+    created = answer.json()
+    placed = await wait_until_placed(http, created["id"])
+    return {**created, "context_id": placed.get("context_id"), "twilio_call_sid": placed.get("twilio_call_sid")}
+
+
+def place_call(client, body: dict, *, headers: dict | None = None, path: str = "/calls", until=is_placed) -> dict:
+    """POST a call (202) and wait until the queue has placed it: the POST answer, with the placed call's
+    context_id, context_url and twilio_call_sid added."""
+    answer = client.post(path, json=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    created = answer.json()
+    placed = wait_for_call(client, created["id"], until, headers=headers)
+    context_id = placed.get("context_id")
+    return {
+        **created,
+        "context_id": context_id,
+        "context_url": f"/contexts/{context_id}" if context_id else None,
+        "twilio_call_sid": placed.get("twilio_call_sid"),
+    }
 
 
 TWILIO_FROM_NUMBER = "+15005550006"
@@ -56,6 +121,9 @@ def server_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "RATE_LIMIT_PER_MINUTE": "10000",
         # The suite runs at any hour; every other outreach rule still applies to its calls.
         "ENFORCE_CALLING_HOURS": "false",
+        # One server process dials its own queue, with or without Redis; the Celery tests start
+        # their workers and set QUEUE_RUNNER=celery.
+        "QUEUE_RUNNER": "in_process",
         "OUTCOME_JOURNAL_DIR": str(tmp_path / "journal"),
         **overrides,
     }

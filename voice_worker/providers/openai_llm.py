@@ -112,7 +112,7 @@ class OpenAIWithRulesFallback(OpenAILLMService):
         try:
             outcome = CallOutcome(params.arguments.get("outcome"))
         except ValueError:
-            outcome = self._session.agent.provisional_outcome()
+            outcome = self._session.provisional_outcome()
         reason = EndReason.OPT_OUT if outcome is CallOutcome.OPTED_OUT else EndReason.AGENT_COMPLETED
 
         await params.result_callback({"ended": True}, properties=FunctionCallResultProperties(run_llm=False))

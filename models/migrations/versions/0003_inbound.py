@@ -11,9 +11,8 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0003"
-# The call queue's 0002 lands before this one; until it does, this branch's own chain is 0001 -> 0003.
-# The lead engineer sets this to "0002" at merge.
-down_revision: str | None = "0001"
+# After the call queue's 0002 (campaign, call_attempt).
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
