@@ -1,6 +1,7 @@
 """The ASGI app: control API and the worker's `/ws` in one process (see README to split them)."""
 
-from contextlib import asynccontextmanager
+import asyncio
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
@@ -15,6 +16,7 @@ from models.database import init_db, make_engine
 from models.log_config import configure_logging, get_logger
 from models.session_store import create_session_store
 from models.settings import Settings, get_settings
+from voice_worker.loop_lag import watch_event_loop_lag
 from voice_worker.media_stream import router as media_stream_router
 from voice_worker.outcome_recorder import replay_spool
 from voice_worker.worker_deps import WorkerDeps
@@ -36,10 +38,14 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
         app.state.worker_deps = deps
         app.state.dialer = dialer or make_dialer(settings)
         await start_control_services(app, deps)
+        loop_lag = asyncio.create_task(watch_event_loop_lag())
         log.info("service_started", replayed_outcomes=replayed, **settings.safe_summary())
         try:
             yield
         finally:
+            loop_lag.cancel()
+            with suppress(asyncio.CancelledError):
+                await loop_lag
             await stop_control_services(app)
             await app.state.dialer.aclose()
             await deps.store.close()

@@ -117,10 +117,6 @@ async def record_outcome(deps: WorkerDeps, session: CallSession) -> Call:
     await _persist(deps, record)
     await _update_session(deps, session, record)
     metrics.CALLS_FINISHED.labels(record.status.value, record.outcome.value if record.outcome else "").inc()
-    for turn in record.turn_metrics:
-        for stage in ("stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_sent_ms"):
-            if stage in turn:
-                metrics.STAGE_LATENCY.labels(stage.removesuffix("_ms")).observe(turn[stage] / 1000)
     for hook in deps.on_call_finished:
         try:
             await hook(record)
