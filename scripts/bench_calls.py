@@ -15,8 +15,9 @@ and pass `--standins-url` so the stand-ins' configured delays and served delays 
 
 A run with `--calls N` measures N=1 first (the baseline), then N. `--sweep` measures N = 1, 2, 4, 8, ...
 until the heard p95 is more than 50 ms above N=1's or a call fails (or `--max-calls`), and plots the
-latency against N. Calls of one run start `--stagger` seconds apart in all (real calls are not in
-lockstep). It prints one JSON document (below); per run:
+latency against N. The calls of one round start spread over `--stagger` seconds (real calls are not
+in lockstep); a run repeats its round until it has held `--min-calls` calls (N=1: four calls in a row,
+so that a p95 is not just the worst of five turns). It prints one JSON document (below); per run:
 
 - `heard_ms`: the caller's end of speech to the first agent audio reaching the phone, p50/p95/p99;
 - `played_ms`: to that audio being played (the phone's playback buffer, what Twilio's `mark` echoes
@@ -26,7 +27,7 @@ lockstep). It prints one JSON document (below); per run:
   first sentence (TTS speaks whole sentences), shown as `llm_first_sentence_stream_ms`;
 - `outbound_frame_gap_ms`: time between the agent's consecutive media messages within an utterance
   (p50/p99/max) and `outbound_frame_jitter_p99_ms`, that gap less the audio the previous message held;
-- `completed_calls` (status completed) and `expected_outcome_calls`; `cpu_seconds_per_call_minute` of
+- `completed_calls` (status completed, out of `calls` x `rounds`) and `expected_outcome_calls`; `cpu_seconds_per_call_minute` of
   the server process (/proc/<pid>/stat) over the calls' minutes; the server's own per-stage figures;
   the delays the stand-ins actually served; `caller_loop_lag_p99_ms`, this process's own event loop
   lag (when it is high the callers themselves are late and the figures are not to be trusted).
@@ -153,7 +154,8 @@ class CallResult:
 
 def _phones() -> Iterator[str]:
     # A fresh block per invocation: a deployment that already called a number spaces out the next call.
-    block = random.randrange(100, 999)
+    # A valid US exchange: 200-999, not N11.
+    block = random.choice([x for x in range(200, 1000) if x % 100 != 11])
     for n in range(10_000):
         yield f"+1415{block}{n:04d}"
 
@@ -254,6 +256,7 @@ class Deployment:
     delays: StandinDelays | None
     standins_url: str | None = None
     standins_pid: int | None = None
+    phones: Iterator[str] = field(default_factory=_phones)
 
 
 @dataclass
@@ -270,9 +273,12 @@ def _spent(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
-async def run_calls(deployment: Deployment, n: int, scenario: str, stagger_s: float, api_key: str | None) -> dict:
+async def run_calls(
+    deployment: Deployment, n: int, scenario: str, stagger_s: float, api_key: str | None, min_calls: int = 1
+) -> dict:
+    """N concurrent calls, in as many rounds as it takes to hold at least `min_calls` calls."""
     headers = {"X-API-Key": api_key} if api_key else {}
-    phones = _phones()
+    rounds = -(-min_calls // n)
     lag: list[float] = []
     async with httpx.AsyncClient(base_url=deployment.base_url, headers=headers, timeout=60) as http:
         if deployment.standins_url:
@@ -281,8 +287,10 @@ async def run_calls(deployment: Deployment, n: int, scenario: str, stagger_s: fl
         cpu_before, standin_cpu_before = _cpu_seconds(deployment.server_pid), _cpu_seconds(deployment.standins_pid)
         lag_task = asyncio.create_task(_loop_lag(lag))
         began = time.monotonic()
-        calls = (one_call(http, deployment.base_url, next(phones), scenario, i * stagger_s / n) for i in range(n))
-        results = await asyncio.gather(*calls)
+        results: list[CallResult] = []
+        for _ in range(rounds):
+            calls = (one_call(http, deployment.base_url, next(deployment.phones), scenario, i * stagger_s / n) for i in range(n))
+            results += await asyncio.gather(*calls)
         wall_s = time.monotonic() - began
         lag_task.cancel()
         server_cpu = _spent(cpu_before, _cpu_seconds(deployment.server_pid))
@@ -291,7 +299,7 @@ async def run_calls(deployment: Deployment, n: int, scenario: str, stagger_s: fl
         if deployment.standins_url:
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 served = (await http.get(f"{deployment.standins_url}/standins")).json().get("observed")
-    return summarize(deployment, n, scenario, Measured(list(results), wall_s, server_cpu, standins_cpu, served, lag))
+    return summarize(deployment, n, scenario, Measured(results, wall_s, server_cpu, standins_cpu, served, lag))
 
 
 def summarize(deployment: Deployment, n: int, scenario: str, measured: Measured) -> dict:
@@ -320,6 +328,7 @@ def summarize(deployment: Deployment, n: int, scenario: str, measured: Measured)
     cpu, lag = measured.server_cpu_s, measured.caller_loop_lag_s
     return {
         "calls": n,
+        "rounds": len(results) // n,
         "completed_calls": sum(r.status == "completed" for r in results),
         "expected_outcome_calls": sum(r.outcome == expected for r in results) if expected else None,
         "outcomes": {o: sum(str(r.outcome) == o for r in results) for o in sorted({str(r.outcome) for r in results})},
@@ -344,7 +353,11 @@ def summarize(deployment: Deployment, n: int, scenario: str, measured: Measured)
 
 
 def passes(run: dict, baseline: dict) -> bool:
-    if run["completed_calls"] < run["calls"] or run["heard_ms"]["p95"] is None or baseline["heard_ms"]["p95"] is None:
+    if (
+        run["completed_calls"] < run["calls"] * run.get("rounds", 1)
+        or run["heard_ms"]["p95"] is None
+        or baseline["heard_ms"]["p95"] is None
+    ):
         return False
     return run["heard_ms"]["p95"] <= baseline["heard_ms"]["p95"] + BREAK_MARGIN_MS
 
@@ -397,7 +410,8 @@ def _machine() -> dict:
             if line.startswith("model name")
         ]
         model = names[0] if names else ""
-    return {"cpus": os.cpu_count(), "cpu_model": model}
+    # Others' work on the machine shows in the figures; the load says how much there was.
+    return {"cpus": os.cpu_count(), "cpu_model": model, "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
 @contextlib.contextmanager
@@ -442,9 +456,9 @@ def deployment_for(args: argparse.Namespace, workdir: Path) -> Iterator[Deployme
 
 
 def _progress(run: dict) -> None:
-    heard = run["heard_ms"]
+    heard, held = run["heard_ms"], run["calls"] * run["rounds"]
     print(
-        f"N={run['calls']}: heard p50/p95 {heard['p50']}/{heard['p95']} ms, {run['completed_calls']}/{run['calls']} completed",
+        f"N={run['calls']}: heard p50/p95 {heard['p50']}/{heard['p95']} ms, {run['completed_calls']}/{held} completed",
         file=sys.stderr,
     )
 
@@ -454,14 +468,14 @@ async def bench(args: argparse.Namespace, deployment: Deployment) -> list[dict]:
     if args.sweep:
         n = 1
         while n <= args.max_calls:
-            runs.append(await run_calls(deployment, n, args.scenario, args.stagger, args.api_key))
+            runs.append(await run_calls(deployment, n, args.scenario, args.stagger, args.api_key, args.min_calls))
             _progress(runs[-1])
             if not passes(runs[-1], runs[0]):
                 break
             n *= 2
     else:
         for n in sorted({1, args.calls}):
-            runs.append(await run_calls(deployment, n, args.scenario, args.stagger, args.api_key))
+            runs.append(await run_calls(deployment, n, args.scenario, args.stagger, args.api_key, args.min_calls))
             _progress(runs[-1])
     return runs
 
@@ -479,6 +493,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", default=None, help="X-API-Key, when the deployment requires one")
     parser.add_argument("--scenario", choices=sorted(EXPECTED_OUTCOME), default="happy")
     parser.add_argument("--stagger", type=float, default=2.0, help="seconds over which a run's calls start")
+    parser.add_argument(
+        "--min-calls",
+        type=int,
+        default=4,
+        help="calls per run at least: N concurrent calls are repeated in rounds (N=1: 4 calls in a row)",
+    )
     parser.add_argument("--stt-final-ms", type=float, default=defaults.stt_final_s * 1000)
     parser.add_argument("--llm-first-token-ms", type=float, default=defaults.llm_first_token_s * 1000)
     parser.add_argument("--llm-tokens-per-second", type=float, default=defaults.llm_tokens_per_second)
@@ -491,16 +511,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--base-url must be on loopback")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-calls-"))
+    machine = _machine()
     with deployment_for(args, workdir) as deployment:
         runs = asyncio.run(bench(args, deployment))
     plot_path = args.plot or (Path("artifacts") / f"bench-calls-{args.providers}.png" if args.sweep else None)
     if plot_path is not None:
-        title = f"{args.providers} providers, {_machine()['cpus']} CPUs, scenario {args.scenario}"
+        title = f"{args.providers} providers, {machine['cpus']} CPUs, scenario {args.scenario}"
         plot(runs, runs[0]["heard_ms"]["p95"], plot_path, title)
     report = {
         "providers": args.providers,
         "scenario": args.scenario,
-        "machine": _machine(),
+        "machine": {**machine, "load_average_1m_after": round(os.getloadavg()[0], 2)},
         "deployment": args.base_url or f"started on loopback (logs in {workdir})",
         "standin_delays_ms": None
         if deployment.delays is None
@@ -516,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         "plot": str(plot_path) if plot_path else None,
     }
     print(json.dumps(report, indent=2))
-    return 0 if all(r["completed_calls"] == r["calls"] for r in runs) else 1
+    return 0 if all(r["completed_calls"] == r["calls"] * r["rounds"] for r in runs) else 1
 
 
 if __name__ == "__main__":

@@ -23,7 +23,20 @@ RUN_KEYS = {
 def test_bench_with_two_calls_on_standins_reports_latency_jitter_cpu_and_capacity(capsys, tmp_path):
     plot = tmp_path / "latency.png"
     code = bench_calls.main(
-        ["--calls", "2", "--providers", "standin", "--scenario", "opt_out", "--stagger", "0.5", "--plot", str(plot)]
+        [
+            "--calls",
+            "2",
+            "--providers",
+            "standin",
+            "--scenario",
+            "opt_out",
+            "--stagger",
+            "0.5",
+            "--min-calls",
+            "1",
+            "--plot",
+            str(plot),
+        ]
     )
     report = json.loads(capsys.readouterr().out)
 
@@ -31,7 +44,12 @@ def test_bench_with_two_calls_on_standins_reports_latency_jitter_cpu_and_capacit
     assert [run["calls"] for run in report["runs"]] == [1, 2]  # the N=1 baseline, then N
     result = report["result"]
     assert RUN_KEYS <= result.keys()
-    assert result["calls"] == 2 and result["completed_calls"] == 2 and result["expected_outcome_calls"] == 2
+    assert (
+        result["calls"] == 2
+        and result["rounds"] == 1
+        and result["completed_calls"] == 2
+        and result["expected_outcome_calls"] == 2
+    )
     heard = result["heard_ms"]
     assert heard["count"] == 2 and 0 < heard["p50"] <= heard["p95"] <= heard["p99"]
     assert result["played_ms"]["p50"] >= heard["p50"]  # played from the phone's buffer after it arrived
@@ -48,7 +66,7 @@ def test_bench_with_two_calls_on_standins_reports_latency_jitter_cpu_and_capacit
 
 
 def _run(n: int, p95: float, completed: int | None = None) -> dict:
-    return {"calls": n, "completed_calls": n if completed is None else completed, "heard_ms": {"p95": p95}}
+    return {"calls": n, "rounds": 1, "completed_calls": n if completed is None else completed, "heard_ms": {"p95": p95}}
 
 
 def test_largest_n_is_the_last_before_p95_rises_50ms_or_a_call_fails():
@@ -56,3 +74,5 @@ def test_largest_n_is_the_last_before_p95_rises_50ms_or_a_call_fails():
     assert bench_calls.largest_n_within([_run(1, 700), _run(2, 720), _run(4, 730, completed=3)]) == 2
     assert bench_calls.largest_n_within([_run(1, 700), _run(2, 900), _run(4, 720)]) == 1
     assert bench_calls.largest_n_within([_run(1, 700, completed=0)]) is None
+    # N=1 held in two rounds: one call of the two failing breaks it.
+    assert bench_calls.largest_n_within([{**_run(1, 700, completed=1), "rounds": 2}]) is None

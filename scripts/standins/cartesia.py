@@ -177,7 +177,7 @@ class _Connection:
             try:
                 await self.ws.send_text(json.dumps(message))
                 return True
-            except (WebSocketDisconnect, RuntimeError):
+            except (WebSocketDisconnect, RuntimeError, OSError):
                 return False
 
     async def _error(self, context_id: str | None, detail: str, status: int = 400) -> None:

@@ -21,9 +21,9 @@ Pipecat's `DeepgramSTTService` (through the real `deepgram-sdk` client) runs aga
 
 The words come from real recognition of the audio (scripts/standins/streaming_recognizer.py: the
 project's pocketsphinx model and caller-phrase language model); the end of speech is found by an
-energy gate on 10 ms frames. A segment closes when the silence after it reaches the final delay (or
-the client's `endpointing`, if longer), so a pause inside a line longer than the delay splits it
-into two finals, as Deepgram's endpointing does. Not implemented: `Configure`, multichannel,
+energy gate on 10 ms frames. A segment closes when the silence after it reaches the final delay less
+30 ms (or the client's `endpointing`, if longer), so a pause inside a line longer than that splits
+it into two finals, as Deepgram's endpointing does. Not implemented: `Configure`, multichannel,
 diarization, smart formatting, numerals, languages other than English, containerized audio.
 """
 
@@ -62,6 +62,8 @@ _PREROLL_SECONDS = 0.2
 # Voiced 10 ms frames in a row that open a segment (a lone click does not).
 _ONSET_FRAMES = 2
 _ENCODINGS = {"linear16", "mulaw", "alaw"}
+# How long before the final is due the end of a segment is decided.
+_DECIDE_EARLY_S = 0.03
 
 
 @dataclass
@@ -208,8 +210,11 @@ class _Stream:
 
     @property
     def required_silence(self) -> float:
+        """Silence that ends a segment. The decision comes a little before the final is due, so that
+        ending the search and a busy loop do not make the final late."""
         endpointing = self.options.endpointing_s or 0.0
-        return max(self.timing.final_delay_s, endpointing)
+        delay = self.timing.final_delay_s
+        return max(delay - min(_DECIDE_EARLY_S, delay / 3), endpointing)
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_loop())
@@ -406,7 +411,7 @@ class _Stream:
             observe_from = message.pop("_observe_from", None)
             try:
                 await self.ws.send_text(json.dumps(message))
-            except (WebSocketDisconnect, RuntimeError):
+            except (WebSocketDisconnect, RuntimeError, OSError):
                 return
             if observe_from is not None and message["channel"]["alternatives"][0]["transcript"]:
                 self.observed.record("stt_final", time.monotonic() - observe_from)
