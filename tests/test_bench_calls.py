@@ -76,3 +76,5 @@ def test_largest_n_is_the_last_before_p95_rises_50ms_or_a_call_fails():
     assert bench_calls.largest_n_within([_run(1, 700, completed=0)]) is None
     # N=1 held in two rounds: one call of the two failing breaks it.
     assert bench_calls.largest_n_within([{**_run(1, 700, completed=1), "rounds": 2}]) is None
+    # Completed, but the callee was never heard (no_answer instead of the booking): a failed call too.
+    assert bench_calls.largest_n_within([_run(1, 700), {**_run(2, 710), "expected_outcome_calls": 1}]) == 1

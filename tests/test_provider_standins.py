@@ -81,13 +81,13 @@ def call_context():
 
 async def test_deepgram_service_turns_spoken_words_into_interim_then_final_transcripts(standins, observed):
     stt = DeepgramSTTService(api_key=DUMMY_KEY, base_url=standins.base_url.replace("http", "ws"), sample_rate=8000)
-    speech = phone_speech("tuesday at three pm works for me")
+    speech = phone_speech("tuesday at three pm works for me") + bytes(8000)  # and half a second of line silence
     frames = []
     for i in range(0, len(speech), FRAME):  # paced as a phone line delivers it
         frames += [InputAudioRawFrame(audio=speech[i : i + FRAME], sample_rate=8000, num_channels=1), SleepFrame(sleep=0.02)]
     down, _ = await run_test(
         stt,
-        frames_to_send=[*frames, SleepFrame(sleep=1.0)],
+        frames_to_send=[*frames, SleepFrame(sleep=0.5)],
         pipeline_params=PipelineParams(audio_in_sample_rate=8000),
         start_timeout=10.0,
     )

@@ -10,7 +10,7 @@ Pipecat's `DeepgramSTTService` (through the real `deepgram-sdk` client) runs aga
   The answer carries a `dg-request-id` header.
 - binary messages are audio; text messages `KeepAlive`, `Finalize` and `CloseStream`.
 - `Results`: interim (`is_final: false`) about every `interim_every_s` of speech while the caller
-  talks, then a final (`is_final: true`, `speech_final: true` unless `endpointing=false`) exactly
+  talks, then a final (`is_final: true`, `speech_final: true` unless `endpointing=false`)
   `final_delay_s` after the end of speech, with words and their times in the stream.
 - `Finalize` flushes: the open segment's final comes with `from_finalize: true` (never before
   `final_delay_s` after its end of speech: the delay stands for processing time, which a flush
@@ -21,10 +21,14 @@ Pipecat's `DeepgramSTTService` (through the real `deepgram-sdk` client) runs aga
 
 The words come from real recognition of the audio (scripts/standins/streaming_recognizer.py: the
 project's pocketsphinx model and caller-phrase language model); the end of speech is found by an
-energy gate on 10 ms frames. A segment closes when the silence after it reaches the final delay less
-30 ms (or the client's `endpointing`, if longer), so a pause inside a line longer than that splits
-it into two finals, as Deepgram's endpointing does. Not implemented: `Configure`, multichannel,
-diarization, smart formatting, numerals, languages other than English, containerized audio.
+energy gate on 10 ms frames. A segment closes when the silence after it in the stream reaches the
+final delay less 30 ms (or the client's `endpointing`, if longer), so a pause inside a line longer than
+that splits it into two finals, as Deepgram's endpointing does. Silence is counted in the stream's
+audio, not on the clock: a client that delivers its audio late gets its final late (a stream that
+stops sending closes its segment after 1 s). The final is sent `final_delay_s` after the last voiced
+audio arrived, or as soon as the segment is closed if that is later. Not implemented: `Configure`,
+multichannel, diarization, smart formatting, numerals, languages other than English, containerized
+audio.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ _ONSET_FRAMES = 2
 _ENCODINGS = {"linear16", "mulaw", "alaw"}
 # How long before the final is due the end of a segment is decided.
 _DECIDE_EARLY_S = 0.03
+# No audio for this long closes an open segment (the client stopped streaming).
+_STALL_S = 1.0
 
 
 @dataclass
@@ -201,7 +207,7 @@ class _Stream:
         self._last_voiced_audio = 0.0  # stream seconds at the end of the last voiced frame
         self._last_voiced_wall = 0.0  # monotonic time that frame arrived
         self._last_word_end: float | None = None
-        self._end_timer: asyncio.TimerHandle | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
         self._utterance_end_timer: asyncio.TimerHandle | None = None
         # (monotonic due time, message); a message is sent no earlier than due, and in order.
         self._outbox: asyncio.Queue[tuple[float, dict | None]] = asyncio.Queue()
@@ -234,7 +240,7 @@ class _Stream:
             pass
         finally:
             watchdog.cancel()
-            for timer in (self._end_timer, self._utterance_end_timer):
+            for timer in (self._stall_timer, self._utterance_end_timer):
                 if timer is not None:
                     timer.cancel()
             if close_stream:
@@ -260,6 +266,7 @@ class _Stream:
             data = audioop.alaw2lin(data, 2)
         self._pending += data
         now = time.monotonic()
+        self._arm_stall_timer(now)
         while len(self._pending) >= self.frame_bytes:
             frame = bytes(self._pending[: self.frame_bytes])
             del self._pending[: self.frame_bytes]
@@ -281,7 +288,6 @@ class _Stream:
         if voiced:
             self._last_voiced_audio, self._last_voiced_wall = self.audio_seconds, now
             self._speech_seconds += _FRAME_SECONDS
-            self._arm_end_timer()
             if self._utterance_end_timer is not None:
                 self._utterance_end_timer.cancel()
                 self._utterance_end_timer = None
@@ -293,9 +299,10 @@ class _Stream:
         elif self.recognizer.feed(frame) and self.options.interim_results and self._speech_seconds >= self._next_interim:
             self._next_interim = self._speech_seconds + self.timing.interim_every_s
             self._send_interim()
-        # Audio can come faster than real time: then the silence is counted in stream time.
+        # Silence is counted in the stream's time, as Deepgram does: audio that comes late (a busy
+        # client) delays the final, audio that comes faster than real time hastens the decision.
         if not voiced and self.audio_seconds - self._last_voiced_audio >= self.required_silence:
-            self._close_segment(from_finalize=False)
+            self._close_segment(from_finalize=False, trailing_silence=True)
 
     def _open_segment(self, now: float) -> None:
         self._segment_start = self.audio_seconds - len(self._preroll) * _FRAME_SECONDS
@@ -306,22 +313,20 @@ class _Stream:
         self.recognizer.begin()
         self.recognizer.feed(b"".join(self._preroll))
         self._preroll.clear()
-        self._arm_end_timer()
         if self.options.vad_events:
             self._queue(now, {"type": "SpeechStarted", "channel": [0, 1], "timestamp": round(self._segment_start, 3)})
 
-    def _arm_end_timer(self) -> None:
-        # Covers a client that stops sending audio mid-speech: the silence is then counted in wall time.
-        if self._end_timer is not None:
-            self._end_timer.cancel()
+    def _arm_stall_timer(self, now: float) -> None:
+        # A client that stops sending audio mid-speech still gets its final, a while later.
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
         loop = asyncio.get_running_loop()
-        due = self._last_voiced_wall + self.required_silence
-        self._end_timer = loop.call_at(due - time.monotonic() + loop.time(), self._close_by_timer)
+        self._stall_timer = loop.call_at(loop.time() + _STALL_S, self._close_after_stall)
 
-    def _close_by_timer(self) -> None:
-        self._end_timer = None
+    def _close_after_stall(self) -> None:
+        self._stall_timer = None
         if self.recognizer.active:
-            self._close_segment(from_finalize=False)
+            self._close_segment(from_finalize=False, trailing_silence=False)
 
     # --- results out ----------------------------------------------------------------------------
     def _send_interim(self) -> None:
@@ -332,11 +337,8 @@ class _Stream:
         duration = self.audio_seconds - self._segment_start
         self._queue(time.monotonic(), self._results(text, [], is_final=False, speech_final=False, duration=duration))
 
-    def _close_segment(self, *, from_finalize: bool) -> None:
-        if self._end_timer is not None:
-            self._end_timer.cancel()
-            self._end_timer = None
-        text, words = self.recognizer.finish(trailing_silence=not from_finalize)
+    def _close_segment(self, *, from_finalize: bool, trailing_silence: bool = False) -> None:
+        text, words = self.recognizer.finish(trailing_silence=trailing_silence)
         duration = self.audio_seconds - self._segment_start
         speech_final = not from_finalize and self.options.endpointing_s is not None
         due = self._last_voiced_wall + self.timing.final_delay_s

@@ -162,9 +162,10 @@ class StreamingRecognizer:
         self._decoder.end_utt()
         self._active = False
         hyp = self._decoder.hyp()
+        # No segmentation at all when nothing was decoded (a segment that was only a click).
         words = [
             Word(_plain(seg.word), seg.start_frame / _FRAMES_PER_SECOND, (seg.end_frame + 1) / _FRAMES_PER_SECOND)
-            for seg in self._decoder.seg()
+            for seg in self._decoder.seg() or []
             if _plain(seg.word)
         ]
         return (hyp.hypstr.strip() if hyp is not None else ""), words
