@@ -353,6 +353,8 @@ def summarize(deployment: Deployment, n: int, scenario: str, measured: Measured)
         "server_stages_ms": {stage: _dist(values) for stage, values in sorted(stages.items())},
         "standins_served": measured.standins_served,
         "caller_loop_lag_p99_ms": round(percentile(lag, 0.99) * 1000, 1) if lag else None,
+        # The machine's load when the run ended: the bench's own processes and anyone else's.
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
