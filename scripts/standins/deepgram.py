@@ -254,8 +254,8 @@ class _Stream:
             if close_stream:
                 try:
                     await self.ws.close(code=1000)
-                except RuntimeError:
-                    pass
+                except (RuntimeError, WebSocketDisconnect):
+                    pass  # the client did not wait for the close
 
     # --- audio in -------------------------------------------------------------------------------
     def _on_audio(self, data: bytes) -> None:

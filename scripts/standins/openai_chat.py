@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from models.context import ContextInstance
@@ -167,6 +167,8 @@ class OpenAIChatStandin:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "We could not parse the JSON body of your request.", None)
+        except ClientDisconnect:  # the client gave up on the request (an interrupted turn)
+            return Response(status_code=499)
         messages = body.get("messages") if isinstance(body, dict) else None
         if not isinstance(messages, list) or not messages:
             return _error(400, "Missing required parameter: 'messages'.", "missing_required_parameter")
