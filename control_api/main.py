@@ -44,6 +44,7 @@ from services import open_services
 from services.dialer import Dialer
 from services.recording_store import sweep_recordings_periodically
 from services.twilio_account import TwilioAccount
+from voice_worker.loop_lag import watch_event_loop_lag
 from voice_worker.media_stream import router as media_stream_router
 
 log = get_logger(__name__)
@@ -79,13 +80,14 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
             # Replays the outcome journal now (what a crash or an outage left) and then periodically.
             journal_replay = asyncio.create_task(keep_replaying(services))
             recording_sweep = asyncio.create_task(sweep_recordings_periodically(settings))
+            loop_lag = asyncio.create_task(watch_event_loop_lag())
             log.info("service_started", **settings.safe_summary())
             try:
                 async with running_call_queue(services) as scheduler:
                     app.state.call_scheduler = scheduler
                     yield
             finally:
-                for task in (gauge_refresher, address_check, journal_replay, recording_sweep):
+                for task in (gauge_refresher, address_check, journal_replay, recording_sweep, loop_lag):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task

@@ -39,11 +39,16 @@ class Settings(BaseSettings):
     twilio_api_base_url: str | None = None
 
     deepgram_api_key: SecretStr | None = None
+    # Where each cloud provider is reached; unset: its public endpoint. Changed to reach a private
+    # deployment or the local stand-ins (scripts/standins/). Deepgram: ws(s):// or http(s)://host[:port];
+    # Cartesia: its http(s) base URL (the websocket is <base with ws(s)>/tts/websocket).
+    deepgram_base_url: str | None = None
     openai_api_key: SecretStr | None = None
     openai_model: str = "gpt-4o-mini"
     openai_base_url: str | None = None
     cartesia_api_key: SecretStr | None = None
     cartesia_voice_id: str = "71a7ad14-091c-4e8e-a314-022ece01c121"
+    cartesia_base_url: str | None = None
     turnstile_secret: SecretStr | None = None
     turnstile_verify_url: str = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
     # Public: rendered into the web form's Turnstile widget (the secret above stays server-side).

@@ -4,10 +4,7 @@ from models.call_job import utcnow
 from models.enums import CallOutcome, CallStatus, EndReason
 from models.settings import Settings
 from models.tables import Call
-from voice_worker import metrics
 from voice_worker.call_session import CallSession
-
-TIMED_STAGES = ("stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_sent_ms")
 
 
 def finished_call_record(session: CallSession, settings: Settings) -> Call:
@@ -38,13 +35,6 @@ def finished_call_record(session: CallSession, settings: Settings) -> Call:
         transferred_to=session.transferred_to,
         voicemail_left=session.voicemail_left,
     )
-
-
-def observe_turn_latency(record: Call) -> None:
-    for turn in record.turn_metrics:
-        for stage in TIMED_STAGES:
-            if stage in turn:
-                metrics.STAGE_LATENCY.labels(stage.removesuffix("_ms")).observe(turn[stage] / 1000)
 
 
 # What a call becomes if the process running it dies before it ends (journaled at its start).

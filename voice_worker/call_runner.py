@@ -12,7 +12,7 @@ from models.log_config import get_logger
 from models.outcome_journal import JournalEntry
 from services import Services
 from voice_worker import metrics
-from voice_worker.call_record import call_record_if_worker_dies, finished_call_record, observe_turn_latency
+from voice_worker.call_record import call_record_if_worker_dies, finished_call_record
 from voice_worker.call_recorder import with_disclosure
 from voice_worker.call_session import CallSession
 from voice_worker.call_transfer import install_handover
@@ -113,5 +113,4 @@ async def _store_call(
             # A lost recording is logged; the outcome is still written.
             log.exception("recording_not_saved", call_id=session.call_id)
     record = finished_call_record(session, services.settings)
-    observe_turn_latency(record)
     await record_finished_call(services, record, session.job, in_progress=in_progress)

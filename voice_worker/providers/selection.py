@@ -9,7 +9,7 @@ def make_stt(settings: Settings, session: CallSession):
     if settings.stt_provider == "deepgram":
         from pipecat.services.deepgram.stt import DeepgramSTTService
 
-        return DeepgramSTTService(api_key=settings.deepgram_api_key.get_secret_value())
+        return DeepgramSTTService(api_key=settings.deepgram_api_key.get_secret_value(), base_url=settings.deepgram_base_url or "")
     from prompts.caller_intent import EXPECTED_REPLIES
     from voice_worker.providers.local_stt import LocalSTTService
     from voice_worker.providers.speech_vocabulary import vocabulary_for_context
@@ -43,10 +43,19 @@ def make_tts(settings: Settings, language: Language = Language.ENGLISH):
     if settings.tts_provider == "cartesia":
         from pipecat.services.cartesia.tts import CartesiaTTSService
 
+        url = {"url": cartesia_websocket_url(settings.cartesia_base_url)} if settings.cartesia_base_url else {}
         return CartesiaTTSService(
             api_key=settings.cartesia_api_key.get_secret_value(),
             settings=CartesiaTTSService.Settings(voice=settings.cartesia_voice_id),
+            **url,
         )
     from voice_worker.providers.local_tts import LocalTTSService
 
     return LocalTTSService(voice=LOCAL_VOICES[language])
+
+
+def cartesia_websocket_url(base_url: str) -> str:
+    """Cartesia's TTS websocket under its base URL: http -> ws, https -> wss, then /tts/websocket."""
+    scheme, sep, rest = base_url.rstrip("/").partition("://")
+    ws_scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme) if sep else "wss"
+    return f"{ws_scheme}://{rest if sep else scheme}/tts/websocket"
