@@ -29,43 +29,26 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(env: dict[str, str] | None = None, log_path: Path | None = None, startup_timeout: float = 60) -> Iterator[str]:
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    child_env = {**os.environ, "PUBLIC_BASE_URL": base_url, **(env or {})}
+def serving_child(
+    argv: list[str], base_url: str, what: str, env: dict[str, str], log_path: Path | None, startup_timeout: float
+) -> Iterator[subprocess.Popen]:
+    """A child process serving HTTP at base_url: ready once its /health answers 200, stopped on exit."""
     log_file = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "control_api.main:app_factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=child_env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
+    process = subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode} before it was ready (log: {log_path})")
+                raise RuntimeError(f"{what} exited with {process.returncode} before it was ready (log: {log_path})")
             try:
                 if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready after {startup_timeout}s")
+                raise RuntimeError(f"{what} not ready after {startup_timeout}s")
             time.sleep(0.2)
-        yield base_url
+        yield process
     finally:
         process.terminate()
         try:
@@ -75,6 +58,28 @@ def running_server(env: dict[str, str] | None = None, log_path: Path | None = No
             process.wait()
         if log_path:
             log_file.close()
+
+
+@contextlib.contextmanager
+def running_server(env: dict[str, str] | None = None, log_path: Path | None = None, startup_timeout: float = 60) -> Iterator[str]:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    child_env = {**os.environ, "PUBLIC_BASE_URL": base_url, **(env or {})}
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "control_api.main:app_factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    with serving_child(argv, base_url, "server", child_env, log_path, startup_timeout):
+        yield base_url
 
 
 @dataclass

@@ -13,7 +13,17 @@ from fastapi.testclient import TestClient
 
 from control_api.main import create_app
 from scripts.local_server import free_port, running_server
-from tests.support import TWILIO_FROM_NUMBER, DomainApi, PostgresServer, RecordingDialer, RedisServer, make_settings, server_env
+from tests.support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TWILIO_FROM_NUMBER,
+    DomainApi,
+    PostgresServer,
+    RecordingDialer,
+    RedisServer,
+    make_settings,
+    server_env,
+)
 
 
 @pytest.fixture(scope="session")
@@ -178,3 +188,22 @@ def inbound(tmp_path, monkeypatch, twilio_emulator):
     )
     with TestClient(create_app(settings)) as client:
         yield InboundTwilio(client, twilio_emulator.emulator)
+
+
+@pytest.fixture()
+def page():
+    """A tab of Debian's chromium (Playwright) that collects the page's console errors."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        # Fails, not skips, like a missing Redis or PostgreSQL: `bash scripts/dev.sh test` installs it.
+        pytest.fail(f"{CHROMIUM} is not installed (apt-get install chromium); the web page tests need a real browser")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 900, "height": 1400})
+        tab.console_errors = []
+        tab.on("console", lambda message: message.type == "error" and tab.console_errors.append(message.text))
+        try:
+            yield tab
+        finally:
+            browser.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from scripts.local_server import running_server
-from tests.support import CHROMIUM, CHROMIUM_ARGS, fill_form, server_env
+from tests.support import fill_form, server_env
 
 
 @pytest.fixture(scope="module")
@@ -20,25 +20,6 @@ def form_server(tmp_path_factory):
     env = server_env(tmp, TELEPHONY_PROVIDER="simulator", SILENCE_TIMEOUT_SECONDS="3")
     with running_server(env, log_path=tmp / "server.log") as base_url:
         yield base_url
-
-
-@pytest.fixture()
-def page():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        # Fails, not skips, like a missing Redis or PostgreSQL: `bash scripts/dev.sh test` installs it.
-        pytest.fail(f"{CHROMIUM} is not installed (apt-get install chromium); the web form tests need a real browser")
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 900, "height": 1400})
-        tab.console_errors = []
-        tab.on("console", lambda message: message.type == "error" and tab.console_errors.append(message.text))
-        try:
-            yield tab
-        finally:
-            browser.close()
 
 
 def test_form_places_a_call_and_follows_it_to_its_outcome(form_server, page, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -13,14 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from scripts.local_server import free_port
+from scripts.local_server import free_port, serving_child
 from scripts.standins.cartesia import CartesiaStandin, CartesiaTiming
 from scripts.standins.deepgram import DeepgramStandin, DeepgramTiming
 from scripts.standins.observed import ObservedDelays
@@ -151,33 +149,6 @@ def standins_process(
     """The stand-ins in a child process (its CPU is then not the measured server's); yields (base_url, pid)."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    log_file = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.standins", "--port", str(port), *delays.as_args()],
-        env=dict(os.environ),
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the stand-ins exited with {process.returncode} before they were ready (log: {log_path})")
-            try:
-                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the stand-ins were not ready after {startup_timeout}s")
-            time.sleep(0.2)
+    argv = [sys.executable, "-m", "scripts.standins", "--port", str(port), *delays.as_args()]
+    with serving_child(argv, base_url, "the stand-ins", dict(os.environ), log_path, startup_timeout) as process:
         yield base_url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if log_path:
-            log_file.close()
