@@ -73,21 +73,38 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def listening_sockets() -> list[tuple[str, int]]:
-    """(host, port) of each TCP socket this process listens on; empty where fds cannot be listed."""
+def _socket_descriptors() -> list[int]:
+    """This process's descriptors that are sockets, told apart by their /proc link, never by opening them.
+
+    Duplicating and closing a descriptor of a file drops every POSIX lock this process holds on that
+    file: SQLite's locks on the database then vanish, and another process's connection deletes the
+    WAL and shared-memory files under this one (lost writes, SIGBUS). So only sockets are touched.
+    """
     try:
-        descriptors = [int(name) for name in os.listdir("/dev/fd")]
+        names = os.listdir("/proc/self/fd")
     except OSError:
         return []
     found = []
-    for descriptor in descriptors:
+    for name in names:
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                found.append(int(name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def listening_sockets() -> list[tuple[str, int]]:
+    """(host, port) of each TCP socket this process listens on; empty where fds cannot be listed."""
+    found = []
+    for descriptor in _socket_descriptors():
         try:
             duplicate = os.dup(descriptor)
         except OSError:
             continue
         try:
             sock = socket.socket(fileno=duplicate)
-        except OSError:  # not a socket
+        except OSError:
             with contextlib.suppress(OSError):
                 os.close(duplicate)
             continue
