@@ -13,6 +13,13 @@ class _Msg(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
+class _StreamEvent(_Msg):
+    """What every event on an open stream carries besides its own body."""
+
+    streamSid: str = ""
+    sequenceNumber: str = "0"
+
+
 class Connected(_Msg):
     event: Literal["connected"]
     protocol: str = "Call"
@@ -48,10 +55,8 @@ class MediaPayload(_Msg):
     payload: str
 
 
-class Media(_Msg):
+class Media(_StreamEvent):
     event: Literal["media"]
-    sequenceNumber: str = "0"
-    streamSid: str = ""
     media: MediaPayload
 
 
@@ -60,10 +65,8 @@ class DtmfInfo(_Msg):
     digit: str
 
 
-class Dtmf(_Msg):
+class Dtmf(_StreamEvent):
     event: Literal["dtmf"]
-    streamSid: str = ""
-    sequenceNumber: str = "0"
     dtmf: DtmfInfo
 
 
@@ -71,17 +74,13 @@ class MarkInfo(_Msg):
     name: str
 
 
-class Mark(_Msg):
+class Mark(_StreamEvent):
     event: Literal["mark"]
-    streamSid: str = ""
-    sequenceNumber: str = "0"
     mark: MarkInfo
 
 
-class Stop(_Msg):
+class Stop(_StreamEvent):
     event: Literal["stop"]
-    streamSid: str = ""
-    sequenceNumber: str = "0"
     stop: dict = Field(default_factory=dict)
 
 
