@@ -14,7 +14,7 @@ from datetime import datetime
 from fastapi import HTTPException, status
 from sqlmodel import Session, col, select
 
-from control_api.telephony.sms_conversation import Conversation, decide_reply, last_step, store_reply, write_reply
+from control_api.telephony.sms_conversation import Conversation, decide_reply, store_reply, write_reply
 from models.conversation_history import new_message, thread_for
 from models.domain import ChatMessage, Lead, Workspace
 from models.enums import Channel, DeliveryStatus, OptOutSource, SenderType
@@ -32,18 +32,7 @@ def _lead_by_external_id(db: Session, workspace: Workspace, external_id: str) ->
 def _conversation(db: Session, lead: Lead, workspace: Workspace, reply, needs_agent: bool) -> Conversation:
     db.refresh(workspace)
     db.refresh(lead)
-    conversation = Conversation(
-        lead_id=lead.id,  # type: ignore[arg-type]
-        lead_phone=lead.phone,
-        lead_name=lead.name,
-        from_number="",
-        workspace=workspace,
-        reply=reply,
-        needs_agent=needs_agent,
-        last_step=last_step(db, lead.id),  # type: ignore[arg-type]
-    )
-    db.expunge(workspace)
-    return conversation
+    return Conversation.read(db, lead, workspace, "", reply, needs_agent)
 
 
 def _store_incoming(

@@ -60,6 +60,24 @@ class Conversation:
     needs_agent: bool
     last_step: SmsStep | None
 
+    @classmethod
+    def read(
+        cls, db: Session, lead: Lead, workspace: Workspace, from_number: str, reply: SmsReply | None, needs_agent: bool
+    ) -> Conversation:
+        """The conversation as the transaction that stored the incoming text leaves it; the workspace detached for the reply."""
+        conversation = cls(
+            lead_id=lead.id,  # type: ignore[arg-type]
+            lead_phone=lead.phone,
+            lead_name=lead.name,
+            from_number=from_number,
+            workspace=workspace,
+            reply=reply,
+            needs_agent=needs_agent,
+            last_step=last_step(db, lead.id),  # type: ignore[arg-type]
+        )
+        db.expunge(workspace)
+        return conversation
+
 
 def agent_may_reply(lead: Lead, workspace: Workspace, last_human_at: datetime | None, now: datetime) -> bool:
     """False while a person handles the conversation: until they have been silent for ai_takeover_delay_seconds."""
@@ -137,18 +155,7 @@ def _receive(services: Services, text: IncomingText, now: datetime) -> Conversat
         db.commit()
         db.refresh(workspace)
         db.refresh(lead)
-        conversation = Conversation(
-            lead_id=lead.id,  # type: ignore[arg-type]
-            lead_phone=lead.phone,
-            lead_name=lead.name,
-            from_number=number.phone_number,
-            workspace=workspace,
-            reply=reply,
-            needs_agent=needs_agent,
-            last_step=last_step(db, lead.id),  # type: ignore[arg-type]
-        )
-        db.expunge(workspace)
-        return conversation
+        return Conversation.read(db, lead, workspace, number.phone_number, reply, needs_agent)
 
 
 async def write_reply(services: Services, conversation: Conversation, body: str) -> WrittenReply | None:
