@@ -268,6 +268,15 @@ class TwilioRestEmulator:
             return None
         return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
 
+    async def _create_form(self, request: Request) -> tuple[dict[str, list[str]], dict[str, str]] | JSONResponse:
+        """A create request's form (every value, and the first of each) once its credentials pass; else Twilio's error."""
+        if not self._authorized(request):
+            return self._denied()
+        form = await self._form(request)
+        if form is None:
+            return _error(413, 20001, "Request too large")
+        return form, {name: values[0] for name, values in form.items() if values}
+
     def _denied(self) -> JSONResponse:
         return _error(401, 20003, "Authenticate")
 
@@ -275,12 +284,10 @@ class TwilioRestEmulator:
         return _error(404, 20404, f"The requested resource {request.url.path} was not found")
 
     async def _create_call(self, request: Request) -> JSONResponse:
-        if not self._authorized(request):
-            return self._denied()
-        form = await self._form(request)
-        if form is None:
-            return _error(413, 20001, "Request too large")
-        first = {name: values[0] for name, values in form.items() if values}
+        received = await self._create_form(request)
+        if isinstance(received, JSONResponse):
+            return received
+        form, first = received
         if not first.get("To"):
             return _error(400, 21201, "No 'To' number is specified")
         if not first.get("From"):
@@ -348,12 +355,10 @@ class TwilioRestEmulator:
         return JSONResponse(_page("calls", calls, request))
 
     async def _create_message(self, request: Request) -> JSONResponse:
-        if not self._authorized(request):
-            return self._denied()
-        form = await self._form(request)
-        if form is None:
-            return _error(413, 20001, "Request too large")
-        first = {name: values[0] for name, values in form.items() if values}
+        received = await self._create_form(request)
+        if isinstance(received, JSONResponse):
+            return received
+        form, first = received
         if not first.get("To"):
             return _error(400, 21604, "A 'To' phone number is required.")
         if not (first.get("From") or first.get("MessagingServiceSid")):
