@@ -62,10 +62,10 @@ def redis_live_server(tmp_path_factory, redis_server) -> Iterator[str]:
 import tempfile  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+@contextlib.contextmanager
+def _own_postgres(prefix: str) -> Iterator[PostgresServer]:
     # Not under pytest's tmp dirs: those are private to root, and postgres runs as another user.
-    workdir = Path(tempfile.mkdtemp(prefix="pgtest-"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     server = PostgresServer(free_port(), workdir)
     try:
         server.start()
@@ -73,19 +73,19 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with _own_postgres("pgtest-") as server:
+        yield server
 
 
 @pytest.fixture()
 def restartable_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of the test's own, for tests that stop and restart it (an outage)."""
-    workdir = Path(tempfile.mkdtemp(prefix="pgfault-"))
-    server = PostgresServer(free_port(), workdir)
-    try:
-        server.start()
+    with _own_postgres("pgfault-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture()

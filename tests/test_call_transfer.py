@@ -16,7 +16,7 @@ from prompts.context_builder import build_context
 from scripts.local_server import running_server
 from scripts.simulate_call import DEMO_REQUEST
 from simulator.caller_scripts import CallerLine
-from tests.support import BOOK_MEETING_REQUEST, post_call, server_env
+from tests.support import BOOK_MEETING_REQUEST, post_call, server_env, wait_for_end
 from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
 from voice_worker.rule_agent import RuleBasedAgent
 
@@ -65,16 +65,6 @@ def workspace_key(base_url: str, **fields) -> dict[str, str]:
     answer = httpx.post(f"{base_url}/workspaces", json={"name": "Transfers", **fields}, timeout=30)
     assert answer.status_code == 201, answer.text
     return {"Authorization": f"Bearer {answer.json()['api_key']}"}
-
-
-def wait_for_end(base_url: str, call_id: str, headers: dict[str, str], timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        shown = httpx.get(f"{base_url}/calls/{call_id}", headers=headers).json()
-        if shown["status"] in ("completed", "failed"):
-            return shown
-        time.sleep(0.2)
-    raise AssertionError(f"call {call_id} did not end within {timeout} s")
 
 
 async def test_on_the_simulator_a_transfer_ends_the_stream_with_the_outcome_and_target(live_server):

@@ -11,7 +11,7 @@ from models.call_request import CallRequest
 from prompts.context_builder import build_context
 from services.stream_credential import stream_token
 from simulator.caller_scripts import caller_script
-from tests.support import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER, is_dialed
+from tests.support import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER, is_dialed, wait_for_end
 from tests.support import place_call as place_through_queue
 from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
 
@@ -19,16 +19,6 @@ from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
 def place_call(base_url: str, phone: str) -> dict:
     with httpx.Client(base_url=base_url, timeout=30) as client:
         return place_through_queue(client, dict(BOOK_MEETING_REQUEST, phone=phone), until=is_dialed)
-
-
-def wait_for_end(base_url: str, call_id: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        shown = httpx.get(f"{base_url}/calls/{call_id}").json()
-        if shown["status"] in ("completed", "failed"):
-            return shown
-        time.sleep(0.2)
-    raise AssertionError(f"call {call_id} did not end within {timeout} s: {shown}")
 
 
 def emulated(twilio_emulator, call_sid: str):

@@ -1,6 +1,5 @@
 """A machine that answers gets a short message after the beep (or, by setting, a hang-up)."""
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -10,7 +9,7 @@ from models.call_request import CallRequest
 from prompts.context_builder import build_context
 from prompts.voicemail_message import voicemail_message
 from scripts.local_server import running_server
-from tests.support import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER, server_env
+from tests.support import BOOK_MEETING_REQUEST, TWILIO_FROM_NUMBER, server_env, wait_for_end
 from tests.support.twilio_rest_emulator import Callee, CalleeBehavior
 
 
@@ -27,16 +26,6 @@ def voicemail_server(tmp_path_factory, twilio_emulator) -> Iterator[str]:
     )
     with running_server(env, log_path=tmp / "server.log") as base_url:
         yield base_url
-
-
-def wait_for_end(base_url: str, call_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        shown = httpx.get(f"{base_url}/calls/{call_id}").json()
-        if shown["status"] in ("completed", "failed"):
-            return shown
-        time.sleep(0.2)
-    raise AssertionError(f"call {call_id} did not end within {timeout} s")
 
 
 def test_the_message_says_who_called_why_and_how_to_call_back():

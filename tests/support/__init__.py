@@ -57,6 +57,18 @@ def wait_for_call(client, call_id: str, until, *, headers: dict | None = None, t
         time.sleep(0.05)
 
 
+def wait_for_end(base_url: str, call_id: str, headers: dict[str, str] | None = None, timeout: float = 60) -> dict:
+    """GET /calls/{id} from a server in another process until the call has ended (completed or failed)."""
+    deadline = time.monotonic() + timeout
+    shown: dict = {}
+    while time.monotonic() < deadline:
+        shown = httpx.get(f"{base_url}/calls/{call_id}", headers=headers).json()
+        if shown["status"] in ("completed", "failed"):
+            return shown
+        time.sleep(0.2)
+    raise AssertionError(f"call {call_id} did not end within {timeout} s: {shown}")
+
+
 def is_placed(call: dict) -> bool:
     return call.get("attempt_status") is None or call.get("status") == "failed"
 
