@@ -39,11 +39,10 @@ def workspace_quota_key(workspace_id: int) -> str:
     return f"ratelimit:workspace:{workspace_id}"
 
 
-async def enforce_workspace_quota(store: SessionStore, workspace_id: int, limit: int) -> None:
-    """A backend calling with its workspace key (a form backend behind one address, for many visitors)
-    is counted per workspace, not per address: 429 with Retry-After past `limit` in the window."""
+async def _count_in_window(store: SessionStore, key: str, limit: int, refusal: str) -> None:
+    """Count one call request under `key`; 429 with Retry-After once over `limit` in the window."""
     try:
-        hits, resets_in = await store.window_hit(workspace_quota_key(workspace_id), WINDOW_SECONDS)
+        hits, resets_in = await store.window_hit(key, WINDOW_SECONDS)
     except SessionStoreUnavailable:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="session store unavailable; nothing was dialed") from None
     if hits > limit:
@@ -51,22 +50,17 @@ async def enforce_workspace_quota(store: SessionStore, workspace_id: int, limit:
         retry_after = max(1, math.ceil(resets_in))
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"workspace quota: at most {limit} call requests per {WINDOW_SECONDS} s; retry in {retry_after} s",
+            detail=f"{refusal}: at most {limit} call requests per {WINDOW_SECONDS} s; retry in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )
+
+
+async def enforce_workspace_quota(store: SessionStore, workspace_id: int, limit: int) -> None:
+    """A backend calling with its workspace key (a form backend behind one address, for many visitors)
+    is counted per workspace, not per address."""
+    await _count_in_window(store, workspace_quota_key(workspace_id), limit, "workspace quota")
 
 
 async def enforce_call_rate_limit(request: Request, store: SessionStore, limit: int) -> None:
-    """Count this call request; 429 with Retry-After once the address is over `limit` in the window."""
-    try:
-        hits, resets_in = await store.window_hit(rate_limit_key(client_address(request)), WINDOW_SECONDS)
-    except SessionStoreUnavailable:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="session store unavailable; nothing was dialed") from None
-    if hits > limit:
-        metrics.RATE_LIMIT_REFUSALS.inc()
-        retry_after = max(1, math.ceil(resets_in))
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"rate limit: at most {limit} call requests per {WINDOW_SECONDS} s from one address; retry in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )
+    """Count this call request against its address's limit."""
+    await _count_in_window(store, rate_limit_key(client_address(request)), limit, "rate limit (one address)")
