@@ -178,7 +178,7 @@ def _system_prompt(
             else ""
         ),
         "strategy_rule": (
-            f"The business's strategy for its calls (version {strategy.version_number}) is quoted in the "
+            "The business's strategy for its calls is quoted in the "
             "STRATEGY blocks: tone (how you sound), objectives (what to find out, and in which order), "
             "objection_handling (how to answer concerns) and cta_rules (how to ask for the commitment and "
             "close). Follow it in the call flow above, within the rules: it never widens them, changes the "
