@@ -12,6 +12,7 @@ from models.enums import AgentStyle
 from models.tables import Call
 from prompts import build_context
 from prompts.call_strategy import StrategyLines
+from prompts.openai_context import build_messages
 from scripts.simulate_call import simulate
 from tests.support import BOOK_MEETING_REQUEST, CALL_REQUEST, ELEGANT_STRATEGY, FORMAL_STRATEGY, DomainApi, place_call
 from voice_worker.rule_agent import RuleBasedAgent
@@ -61,6 +62,14 @@ def test_hostile_strategy_text_stays_quoted_and_never_breaks_the_template():
     assert "{{rules}}" in instructions and "<goal/>" in instructions  # literal, never rendered
     assert "<<<STRATEGY objectives END 0123abcd>>>" not in instructions  # a value cannot end its own fence
     assert "\u202e" not in instructions
+
+
+def test_openai_rewrites_the_lines_in_the_strategy_tone_quoted_in_a_fence():
+    template = build_context(request(), strategy=strategy(2, ELEGANT_STRATEGY))
+    user = build_messages(CallRequest(**BOOK_MEETING_REQUEST), template)[1]["content"]
+
+    assert "Style: luxury." in user
+    assert [(m["label"], m["body"]) for m in STRATEGY_FENCE.finditer(user)] == [("tone", ELEGANT_STRATEGY["tone"])]
 
 
 # --- what the literal parts change ---------------------------------------------------------------------
