@@ -140,6 +140,8 @@ class CampaignTerms:
     status: CampaignStatus
     limits: CampaignLimits
     retry_rule: RetryRule
+    # Every call of the campaign runs on this version, whichever one the workspace has active.
+    strategy_version_id: int | None = None
 
 
 def _terms(campaign: Campaign) -> CampaignTerms:
@@ -149,6 +151,7 @@ def _terms(campaign: Campaign) -> CampaignTerms:
         status=campaign.status,
         limits=CampaignLimits(campaign.calls_per_minute, campaign.max_concurrent_calls),
         retry_rule=RetryRule.of(campaign.max_attempts, campaign.retry_backoff_minutes),
+        strategy_version_id=campaign.strategy_version_id,
     )
 
 

@@ -25,6 +25,16 @@ def active_strategy(db: Session, workspace_id: int) -> StrategyVersion | None:
     return db.exec(query).first()
 
 
+def call_strategy(db: Session, workspace_id: int, named_version_id: int | None) -> StrategyVersion | None:
+    """The strategy version a call runs on: the one its campaign names, else the workspace's active
+    one; None when the workspace has none (the call runs on the request and the templates alone)."""
+    if named_version_id is not None:
+        named = db.get(StrategyVersion, named_version_id)
+        if named is not None and named.workspace_id == workspace_id:
+            return named
+    return active_strategy(db, workspace_id)
+
+
 def is_attested(db: Session, workspace_id: int, lead_id: int) -> bool:
     """The newest attestation for this lead decides; without one, the newest workspace-wide one."""
     base = select(OutreachAttestation).where(OutreachAttestation.workspace_id == workspace_id)

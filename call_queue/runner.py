@@ -47,6 +47,8 @@ class DialOrder:
     campaign_id: int | None
     attempt: int
     call_request: dict[str, Any]
+    # The strategy version a campaign names for its calls; None: the workspace's active one.
+    strategy_version_id: int | None = None
 
 
 # Places the call (context, session, telephony). Raising means the provider refused it.
@@ -164,6 +166,7 @@ def _order(claimed: ClaimedAttempt) -> DialOrder:
         campaign_id=claimed.campaign.id if claimed.campaign else None,
         attempt=claimed.attempt,
         call_request=claimed.call_request,
+        strategy_version_id=claimed.campaign.strategy_version_id if claimed.campaign else None,
     )
 
 

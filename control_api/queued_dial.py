@@ -16,13 +16,14 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from call_queue.policy_facts import active_strategy
+from call_queue.policy_facts import call_strategy
 from call_queue.runner import DialFunction, DialOrder
 from control_api import metrics as control_metrics
 from control_api.dial_failures import record_dial_failure
 from models.call_job import CallJob
 from models.call_queue import CallAttempt
 from models.call_request import CallRequest, mask_phone
+from models.context import ContextStrategy
 from models.conversation_history import Message, history_for_context
 from models.domain import PolicyDecision
 from models.log_config import get_logger
@@ -40,14 +41,16 @@ class NumberInLiveCall(Exception):
 
 @dataclass(frozen=True)
 class _CallSetting:
-    strategy_version_id: int | None
+    strategy: ContextStrategy | None
     history: list[Message]
 
 
 def _setting(services: Services, order: DialOrder) -> _CallSetting:
+    # The strategy is read here, where the context is built; the worker only ever sees the context.
     with Session(services.engine) as db:
-        strategy = active_strategy(db, order.workspace_id)
-        return _CallSetting(strategy.id if strategy else None, history_for_context(db, order.lead_id))
+        strategy = call_strategy(db, order.workspace_id, order.strategy_version_id)
+        in_context = ContextStrategy.model_validate(strategy) if strategy is not None else None
+        return _CallSetting(in_context, history_for_context(db, order.lead_id))
 
 
 def _store_call_row(services: Services, order: DialOrder, job: CallJob, goal, strategy_version_id: int | None) -> None:
@@ -79,14 +82,15 @@ def make_queued_dial(services: Services) -> DialFunction:
         call_request = CallRequest.model_validate(order.call_request)
         setting = await asyncio.to_thread(_setting, services, order)
         with control_metrics.STAGE_LATENCY.labels("context").time():
-            context = await services.context_generator.generate(call_request, history=setting.history)
+            context = await services.context_generator.generate(call_request, history=setting.history, strategy=setting.strategy)
         control_metrics.CONTEXTS_GENERATED.labels(context.source.value).inc()
         job = CallJob(id=order.call_id, context_id=context.id, phone=call_request.phone)
         holder = await services.store.claim_phone(job.phone, job.id)
         if holder is not None and str(holder) != str(job.id):
             raise NumberInLiveCall(f"the number is in call {holder}")
         await services.store.save_call(job, context)
-        await asyncio.to_thread(_store_call_row, services, order, job, context.goal, setting.strategy_version_id)
+        strategy_version_id = context.strategy.id if context.strategy else None
+        await asyncio.to_thread(_store_call_row, services, order, job, context.goal, strategy_version_id)
         try:
             with control_metrics.STAGE_LATENCY.labels("dial").time():
                 dialed = await services.dialer.dial(job, context)

@@ -3,9 +3,26 @@
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.enums import AgentStyle, CallGoal, ContextSource, Language, TargetAudience
+
+
+class ContextStrategy(BaseModel):
+    """The workspace's strategy version a context was built with: which one, and its text as it was.
+
+    The text travels with the context so the worker, a replay and a reader of GET /contexts see what
+    shaped the call without going back to the database (and an ACTIVE version never changes anyway).
+    """
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    version_number: int
+    tone: str = ""
+    objectives: str = ""
+    objection_handling: str = ""
+    cta_rules: str = ""
 
 
 class ContextInstance(BaseModel):
@@ -43,3 +60,7 @@ class ContextInstance(BaseModel):
     # When the opening line itself asks something (an inbound greeting's "what can I help you
     # with?"), the caller's first answer is recorded under this key.
     opening_question: str | None = None
+
+    # The strategy version the lines and the system prompt were built with; None: the workspace had
+    # none (the web form's calls, inbound calls), so only the request and the templates shaped them.
+    strategy: ContextStrategy | None = None

@@ -25,7 +25,7 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from models.call_request import CallRequest
-from models.context import ContextInstance
+from models.context import ContextInstance, ContextStrategy
 from models.enums import ContextSource
 from models.log_config import get_logger
 from models.settings import Settings
@@ -107,9 +107,12 @@ def build_messages(request: CallRequest, template: ContextInstance) -> list[dict
         "constraints": request.constraints,
     }
     fenced = "\n\n".join(fence(label, value) for label, value in fields.items() if value)
+    # The strategy's tone is how the lines should sound; the rest of it is already in the draft lines.
+    tone = template.strategy.tone.strip() if template.strategy else ""
+    tone_block = f"The business's tone for its calls:\n{fence('tone', tone, kind='STRATEGY')}\n\n" if tone else ""
     user = (
-        f"Goal: {request.goal.value}. Style: {request.style.value}. Audience: {request.target.value}.\n\n"
-        f"Form fields:\n{fenced}\n\n"
+        f"Goal: {request.goal.value}. Style: {template.style.value}. Audience: {request.target.value}.\n\n"
+        f"Form fields:\n{fenced}\n\n{tone_block}"
         f"Draft lines (JSON):\n{fence('draft_lines', json.dumps(_draft(template), indent=1), kind='SCRIPT')}"
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
@@ -202,8 +205,10 @@ class ContextGenerator:
     def uses_openai(self) -> bool:
         return self._client is not None
 
-    async def generate(self, request: CallRequest, *, history: list[dict] | None = None) -> ContextInstance:
-        template = build_context(request, history=history)
+    async def generate(
+        self, request: CallRequest, *, history: list[dict] | None = None, strategy: ContextStrategy | None = None
+    ) -> ContextInstance:
+        template = build_context(request, history=history, strategy=strategy)
         if self._client is None:
             return template
         try:

@@ -2,6 +2,7 @@
 
     python -m scripts.replay CALL_ID                      # the recorded caller channel of a stored call
     python -m scripts.replay CALL_ID --transcript         # no recording: the caller's stored lines, spoken by eSpeak
+    python -m scripts.replay CALL_ID --strategy-version 3 # the same call under the workspace's strategy version 3
     python -m scripts.replay --wav call.wav --request request.json
 
 A local server is started (scripts.local_server, TELEPHONY_PROVIDER=none, its own SQLite file);
@@ -9,6 +10,10 @@ the call is created on it from the stored call's request (the fields of its cont
 the current prompts) and the caller's side is sent over `/ws` paced in real time: the left channel
 of the recording, at the times the caller really spoke. The stored call is read from DATABASE_URL
 and RECORDINGS_DIR (the settings of the deployment it was made on, or a copy of its data).
+
+A call that ran on a strategy version runs on it again: the stored context carries the version's
+text, which becomes the active strategy of a workspace on the local server. `--strategy-version N`
+takes the text of version N of the call's workspace (from DATABASE_URL) instead.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from typing import Any
 
 import httpx
 from pydantic import ValidationError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
+from models.call_queue import CallAttempt
 from models.call_request import CallRequest
-from models.context import ContextInstance
+from models.context import ContextInstance, ContextStrategy
 from models.database import make_engine
+from models.domain import StrategyVersion
 from models.settings import Settings
 from models.tables import Call
 from models.twilio_media import MULAW_FRAME_BYTES, SAMPLE_RATE
@@ -75,6 +82,9 @@ class ReplayInput:
     old: Conversation | None
     wav: Path | None
     caller_lines: list[str]
+    # The strategy the stored call ran on, and the one the replay runs on (None: no strategy).
+    old_strategy: ContextStrategy | None = None
+    strategy: ContextStrategy | None = None
 
 
 def caller_frames(wav_path: Path) -> list[bytes]:
@@ -113,11 +123,26 @@ class RecordedCaller(SimulatedCaller):
         self._mic.extend(self._recorded)
 
 
-def stored_input(call_id: str, settings: Settings, use_transcript: bool) -> ReplayInput:
+def _strategy_version(db: Session, record: Call, number: int) -> ContextStrategy:
+    if record.workspace_id is None:
+        raise ReplayError(f"call {record.id} belongs to no workspace, so it has no strategy versions to choose from")
+    query = select(StrategyVersion).where(col(StrategyVersion.workspace_id) == record.workspace_id)
+    versions = {version.version_number: version for version in db.exec(query).all()}
+    if number not in versions:
+        known = ", ".join(str(n) for n in sorted(versions)) or "none"
+        raise ReplayError(
+            f"--strategy-version {number}: workspace {record.workspace_id} has no strategy version {number} (it has: {known})"
+        )
+    return ContextStrategy.model_validate(versions[number])
+
+
+def stored_input(call_id: str, settings: Settings, use_transcript: bool, strategy_version: int | None = None) -> ReplayInput:
     engine = make_engine(settings.database_url)
     try:
         with Session(engine) as db:
             record = db.get(Call, call_id)
+            chosen = _strategy_version(db, record, strategy_version) if record and strategy_version is not None else None
+            attempt = db.exec(select(CallAttempt).where(col(CallAttempt.call_id) == call_id)).first()
     finally:
         engine.dispose()
     if record is None:
@@ -129,11 +154,15 @@ def stored_input(call_id: str, settings: Settings, use_transcript: bool) -> Repl
         raise ReplayError(f"call {call_id} has no stored context in {stored_context.parent} (expired with its recording?)")
     context = ContextInstance.model_validate_json(stored_context.read_text())
     request = {name: getattr(context, name) for name in REQUEST_FIELDS} | {"consent": True}
+    if attempt is not None and "style" in attempt.call_request:
+        # The context holds the style the strategy's tone chose; another strategy starts from the request's.
+        request["style"] = attempt.call_request["style"]
     old = Conversation(record.outcome, record.transcript, record.turn_metrics, record.duration_seconds)
     wav = None
     if not use_transcript:
         wav = Path(record.recording_path) if record.recording_path else recording_path(settings, call_id)
-    return ReplayInput(request, old, wav, old.caller_lines())
+    strategy = chosen if strategy_version is not None else context.strategy
+    return ReplayInput(request, old, wav, old.caller_lines(), old_strategy=context.strategy, strategy=strategy)
 
 
 def file_input(wav: Path, request_path: Path) -> ReplayInput:
@@ -148,10 +177,28 @@ def file_input(wav: Path, request_path: Path) -> ReplayInput:
     return ReplayInput(request, None, wav, [])
 
 
+async def _workspace_with(http: httpx.AsyncClient, strategy: ContextStrategy) -> dict[str, str]:
+    """A workspace on the local server whose active strategy has this text: its key's header."""
+    created = await http.post("/workspaces", json={"name": f"replay of strategy version {strategy.version_number}"})
+    if created.status_code != 201:
+        raise ReplayError(f"the local server refused the workspace ({created.status_code}): {created.text}")
+    key = {"Authorization": f"Bearer {created.json()['api_key']}"}
+    fields = strategy.model_dump(include={"tone", "objectives", "objection_handling", "cta_rules"})
+    version = await http.post("/strategies", json=fields, headers=key)
+    if version.status_code != 201:
+        raise ReplayError(f"the local server refused the strategy ({version.status_code}): {version.text}")
+    activated = await http.post(f"/strategies/{version.json()['id']}/activate", headers=key)
+    if activated.status_code != 200:
+        raise ReplayError(f"the local server did not activate the strategy ({activated.status_code}): {activated.text}")
+    return key
+
+
 async def replay_on(base_url: str, source: ReplayInput, frames: list[bytes] | None) -> tuple[Conversation, float]:
     # The local server inherits this shell's environment, an API_KEY included.
     headers = {"X-API-Key": os.environ["API_KEY"]} if os.environ.get("API_KEY") else {}
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as http:
+        if source.strategy is not None:
+            http.headers.update(await _workspace_with(http, source.strategy))
         created = await http.post("/calls", json=source.request)
         if created.status_code != 202:
             raise ReplayError(f"the local server refused the call ({created.status_code}): {created.text}")
@@ -203,9 +250,22 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 
 
-def side_by_side(old: Conversation | None, new: Conversation, width: int = 60) -> str:
+def strategy_label(strategy: ContextStrategy | None) -> str:
+    return f"version {strategy.version_number}" if strategy is not None else "none"
+
+
+def side_by_side(
+    old: Conversation | None,
+    new: Conversation,
+    width: int = 60,
+    strategies: tuple[ContextStrategy | None, ContextStrategy | None] = (None, None),
+) -> str:
     old = old or Conversation(None, [], [])
-    rows = [f"{'turn':<5}{'old agent':<{width}}  {'new agent':<{width}}  {'old latency':>12}  {'new latency':>12}"]
+    old_strategy, new_strategy = strategies
+    rows = [
+        f"strategy: old {strategy_label(old_strategy)}  new {strategy_label(new_strategy)}",
+        f"{'turn':<5}{'old agent':<{width}}  {'new agent':<{width}}  {'old latency':>12}  {'new latency':>12}",
+    ]
     old_lines, new_lines = old.agent_lines(), new.agent_lines()
     old_lat, new_lat = [None, *old.latencies()], [None, *new.latencies()]  # the opening answers no caller turn
     for i in range(max(len(old_lines), len(new_lines))):
@@ -230,11 +290,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--transcript", action="store_true", help="speak the stored caller lines with eSpeak instead of a recording"
     )
+    parser.add_argument(
+        "--strategy-version",
+        type=int,
+        metavar="N",
+        help="with CALL_ID: run on version N of the call's workspace strategy instead of the one the call ran on",
+    )
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
     args = parser.parse_args(argv)
     try:
         if args.call_id and not args.wav:
-            source = stored_input(args.call_id, Settings(), args.transcript)
+            source = stored_input(args.call_id, Settings(), args.transcript, args.strategy_version)
+        elif args.strategy_version is not None:
+            raise ReplayError("--strategy-version needs a CALL_ID: the version is read from the stored call's workspace")
         elif args.wav and args.request and not args.call_id:
             source = file_input(args.wav, args.request)
         else:
@@ -254,12 +322,16 @@ def main(argv: list[str] | None = None) -> int:
                     if old is None
                     else {"outcome": old.outcome, "agent": old.agent_lines(), "latency_ms": old.latencies()},
                     "new": {"outcome": new.outcome, "agent": new.agent_lines(), "latency_ms": new.latencies()},
+                    "strategy_version": {
+                        "old": source.old_strategy.version_number if source.old_strategy else None,
+                        "new": source.strategy.version_number if source.strategy else None,
+                    },
                     "replay_seconds": round(elapsed, 1),
                 }
             )
         )
     else:
-        print(side_by_side(source.old, new))
+        print(side_by_side(source.old, new, strategies=(source.old_strategy, source.strategy)))
         print(f"replayed in {elapsed:.1f} s")
     return 0
 

@@ -27,7 +27,7 @@ _COMMITMENT = {
     CallGoal.QUALIFY_INTEREST: "yes that sounds good",
 }
 
-SCENARIOS = ("happy", "barge_in", "opt_out", "not_interested", "silent", "voicemail")
+SCENARIOS = ("happy", "objection", "barge_in", "opt_out", "not_interested", "silent", "voicemail")
 # A machine plays its greeting as soon as it picks up, over whatever the agent says.
 VOICEMAIL_GREETING = CallerLine("hi you have reached alex please leave a message after the tone", barge_in_after=0.0)
 
@@ -42,6 +42,9 @@ def _answers(context: ContextInstance) -> list[CallerLine]:
 def caller_script(scenario: str, context: ContextInstance) -> list[CallerLine]:
     if scenario == "happy":
         return [CallerLine("yes sure i have a minute"), *_answers(context)]
+    if scenario == "objection":
+        # One objection on the way, then the happy path: the agent's reply to it is the strategy's.
+        return [CallerLine("yes sure i have a minute"), CallerLine("how much does it cost"), *_answers(context)]
     if scenario == "barge_in":
         return [
             CallerLine("sorry who is this", barge_in_after=1.2),

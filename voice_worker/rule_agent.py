@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from models.context import ContextInstance
-from models.enums import CallGoal, CallOutcome, EndReason, Language
+from models.enums import AgentStyle, CallGoal, CallOutcome, EndReason, Language
 from prompts.caller_intent import OBJECTIONS, Intent, classify, mentions_time
 
 
@@ -78,6 +78,17 @@ LINES: dict[Language, AgentLines] = {
 }
 
 
+# The acknowledgements between questions, in the call's style (its tone: the request's style, or
+# the one the workspace's strategy names). English only; other languages keep their own.
+STYLE_ACKS: dict[AgentStyle, tuple[str, ...]] = {
+    AgentStyle.PROFESSIONAL: ("Thank you.", "Understood.", "Very good, thank you.", "Noted, thank you."),
+    AgentStyle.FRIENDLY: ("Great, thanks!", "Got it!", "Awesome, thank you!", "Perfect, thanks!"),
+    AgentStyle.ASSERTIVE: ("Good.", "Got it.", "Right.", "Noted."),
+    AgentStyle.LUXURY: ("Thank you kindly.", "Wonderful, thank you.", "How lovely, thank you.", "I appreciate that."),
+    AgentStyle.CONCISE: ("Thanks.", "Got it.", "Noted.", "OK."),
+}
+
+
 class Phase(StrEnum):
     OPENING = "opening"
     QUESTIONS = "questions"
@@ -105,6 +116,7 @@ class RuleBasedAgent:
     def __init__(self, context: ContextInstance, can_transfer: bool = False) -> None:
         self.context = context
         self.lines = LINES[context.language]
+        self.acks = STYLE_ACKS[context.style] if context.language is Language.ENGLISH else self.lines.acks
         self.can_transfer = can_transfer
         self._callback_offered = False
         self.phase = Phase.OPENING
@@ -163,7 +175,7 @@ class RuleBasedAgent:
             question = self.context.qualification_questions[self._question_index]
             self.answers[question] = caller_text.strip()
             self._question_index += 1
-            return self._ask_next_question(ack=self.lines.acks[self._turns % len(self.lines.acks)])
+            return self._ask_next_question(ack=self.acks[self._turns % len(self.acks)])
         return self._commitment_answer(intent, caller_text)
 
     def human_requested(self) -> AgentReply:

@@ -173,6 +173,22 @@ CALL_REQUEST = {
 }
 
 
+# Two versions of one workspace's strategy, different in each of the four fields (tone, objectives,
+# objection handling, call to action), each in the form the rule-based agent reads literally.
+FORMAL_STRATEGY = {
+    "tone": "Formal and courteous.",
+    "objectives": "Find out the team size first, then whether they decide on this.",
+    "objection_handling": "price: Every installation comes with a thirty day money back guarantee.",
+    "cta_rules": "Ask: Would you like a free home energy survey?\nclosing: An engineer will confirm the survey by email.",
+}
+ELEGANT_STRATEGY = {
+    "tone": "Elegant and gracious, like a concierge.",
+    "objectives": "What would an ideal installation look like for you?\nHow soon would you like it finished?",
+    "objection_handling": "too expensive: Think of it as an investment that pays for itself within a few years.",
+    "cta_rules": "Would a private viewing at our showroom suit you?\nclosing: Our concierge will send you the details.",
+}
+
+
 @dataclass
 class RecordingDialer:
     """Dials nobody; remembers each call and whether its allowed decision was stored before."""
