@@ -96,8 +96,9 @@ async def guard_public_call_request(
         return
     # A workspace key: the workspace's own backend (a form's server relaying many visitors from one
     # address), held to the workspace's quota instead of the per-address limit and the human check.
-    workspace = await asyncio.to_thread(
-        workspace_of_request, request.app.state.services.engine, request.headers.get("authorization")
+    authorization = request.headers.get("authorization")
+    workspace = (
+        await asyncio.to_thread(workspace_of_request, request.app.state.services.engine, authorization) if authorization else None
     )
     if workspace is not None and workspace.id is not None:
         await enforce_workspace_quota(store, workspace.id, settings.workspace_calls_per_minute)
