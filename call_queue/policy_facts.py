@@ -17,6 +17,7 @@ from models.column_types import as_utc
 from models.domain import Lead, OutreachAttestation, PolicyDecision, StrategyVersion, Workspace
 from models.enums import Channel, FollowUpPreset, LeadStage, StrategyStatus
 from models.outreach_policy import FollowUpCadence, OutreachFacts, PolicyVerdict, budget_day, decide
+from models.row_builder import build_row
 from models.settings import Settings
 from models.tables import Call
 
@@ -76,7 +77,7 @@ def gather_facts(
     preset = select(StrategyVersion.followup_preset).where(*active).limit(1).scalar_subquery()
     overrides = select(StrategyVersion.interval_overrides).where(*active).limit(1).scalar_subquery()
     lead_says, workspace_says = _attestations(workspace.id, lead.id)
-    row: tuple[Any, ...] = db.execute(sa.select(calls_today, preset, overrides, lead_says, workspace_says)).one()._tuple()
+    row: tuple[Any, ...] = tuple(db.execute(sa.select(calls_today, preset, overrides, lead_says, workspace_says)).one())
     today, preset_value, overrides_value, lead_attested, workspace_attested = row
     attempts: list[datetime] = []
     if not lead_is_new:
@@ -111,7 +112,8 @@ def gather_facts(
 
 def policy_decision(workspace_id: int, lead_id: int, verdict: PolicyVerdict) -> PolicyDecision:
     """The stored audit of one evaluation."""
-    return PolicyDecision(
+    return build_row(
+        PolicyDecision,
         workspace_id=workspace_id,
         lead_id=lead_id,
         channel=Channel.VOICE,

@@ -40,6 +40,7 @@ from models.call_request import CallRequest
 from models.domain import Lead, Workspace, WorkspaceApiKey
 from models.enums import LIVE_ATTEMPT_STATUSES, AttemptStatus
 from models.outreach_policy import NOT_ALLOWED, decide
+from models.row_builder import build_row
 from models.settings import Settings
 
 
@@ -99,7 +100,9 @@ def _lead(
     lead = db.exec(select(Lead).where(Lead.workspace_id == workspace_id, Lead.phone == call_request.phone)).first()
     created = lead is None
     if lead is None:
-        lead = Lead(workspace_id=workspace_id, phone=call_request.phone, external_id=call_request.phone, name=call_request.name)
+        lead = build_row(
+            Lead, workspace_id=workspace_id, phone=call_request.phone, external_id=call_request.phone, name=call_request.name
+        )
         db.add(lead)
         if api_key is None:  # the visitor's consent goes into the INSERT; an attestation needs the lead's id
             record_request_consent(db, lead, api_key, now)
@@ -191,7 +194,8 @@ def _accept_call(
         db.flush()  # the decision's id, for the attempt
         at = now if verdict.allow_send else verdict.next_allowed_at
         assert at is not None
-        attempt = CallAttempt(
+        attempt = build_row(
+            CallAttempt,
             workspace_id=workspace.id,
             lead_id=lead.id,
             call_id=str(uuid4()),
