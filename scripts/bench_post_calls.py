@@ -189,6 +189,7 @@ def backing_services(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[
     with contextlib.ExitStack() as stack:
         database_url, redis_url = args.database_url, args.redis_url
         if args.start_postgres:
+            workdir.chmod(0o755)  # as root, postgres runs as its own user, who must reach its directory
             postgres = PostgresServer(free_port(), workdir / "postgres")
             postgres.workdir.mkdir()
             postgres.start()
