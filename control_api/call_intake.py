@@ -40,7 +40,7 @@ from models.call_request import CallRequest
 from models.domain import Lead, Workspace, WorkspaceApiKey
 from models.enums import LIVE_ATTEMPT_STATUSES, AttemptStatus
 from models.outreach_policy import NOT_ALLOWED, decide
-from models.row_builder import build_row
+from models.row_builder import build_row, insert_row
 from models.settings import Settings
 
 
@@ -103,10 +103,10 @@ def _lead(
         lead = build_row(
             Lead, workspace_id=workspace_id, phone=call_request.phone, external_id=call_request.phone, name=call_request.name
         )
-        db.add(lead)
         if api_key is None:  # the visitor's consent goes into the INSERT; an attestation needs the lead's id
             record_request_consent(db, lead, api_key, now)
-        db.flush()
+            db.expunge(lead)  # record_request_consent adds it; the INSERT below writes it
+        insert_row(db, lead)
         if api_key is not None:
             record_request_consent(db, lead, api_key, now)
         return lead, created
@@ -178,7 +178,7 @@ def _accept_call(
         facts = gather_facts(db, workspace, lead, settings, now, lead_is_new=created)
         verdict = decide(facts)
         decision = policy_decision(workspace.id, lead.id, verdict)
-        db.add(decision)
+        insert_row(db, decision)
         if not verdict.allow_send and (verdict.reason_code in NOT_ALLOWED or verdict.next_allowed_at is None):
             db.commit()
             assert decision.id is not None
@@ -191,7 +191,6 @@ def _accept_call(
             raise HTTPException(
                 status.HTTP_409_CONFLICT, detail="this number already has a call under way; try again when it ends"
             )
-        db.flush()  # the decision's id, for the attempt
         at = now if verdict.allow_send else verdict.next_allowed_at
         assert at is not None
         attempt = build_row(
@@ -208,7 +207,7 @@ def _accept_call(
             created_at=now,
             updated_at=now,
         )
-        db.add(attempt)
+        insert_row(db, attempt)
         db.commit()  # durable before the 202
         return _answer(attempt, now)
 

@@ -8,9 +8,11 @@ defaults here calls the factories directly and leaves SQLModel nothing to look u
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeVar
 
-from sqlmodel import SQLModel
+import sqlalchemy as sa
+from sqlmodel import Session, SQLModel
 
 RowT = TypeVar("RowT", bound=SQLModel)
 
@@ -21,3 +23,25 @@ def build_row(model: type[RowT], **values: Any) -> RowT:
             factory = field.default_factory
             values[name] = factory() if factory is not None else field.default  # type: ignore[call-arg]
     return model(**values)
+
+
+@functools.cache
+def _insert_returning_id(table: sa.Table) -> sa.Insert:
+    # Built once per table; each row's values are bound at execution (building a VALUES clause per
+    # call costs more than running the statement).
+    return sa.insert(table).returning(table.c.id)
+
+
+def insert_row(db: Session, row: SQLModel) -> int:
+    """INSERT the row in one statement, outside the session's unit of work (which costs about 0.4 ms
+    of CPU a row to plan a single insert), and give it the id the database chose. The row is not
+    tracked by the session afterwards: for rows written once and only read back by id."""
+    table: sa.Table = row.__table__  # type: ignore[attr-defined]
+    values = {
+        column.name: value
+        for column in table.columns
+        if not ((value := getattr(row, column.name)) is None and column.primary_key)
+    }
+    new_id: int = db.execute(_insert_returning_id(table), values).scalar_one()
+    row.id = new_id
+    return new_id
