@@ -8,9 +8,13 @@ holding the request. What it decides:
   the policy's `next_allowed_at` (`scheduled`);
 - a hard refusal (opted out, no consent, attempts used up), or a time rule with no next window:
   OutreachRefused, the decision stored.
-An Idempotency-Key (per workspace) returns the attempt it created the first time; a lead that already
-whose call a worker has taken (dialing, in a call) answers 409; one that is only waiting
-(a retry, a callback, an earlier request) is replaced by this one.
+An Idempotency-Key (per workspace) returns the attempt it created the first time; a lead whose call
+a worker has taken (dialing, in a call) answers 409; one that is only waiting (a retry, a callback,
+an earlier request) is replaced by this one.
+
+It is the request's whole cost, so it is kept to one transaction with one commit and, for a new
+number, five statements (tests/test_call_intake_round_trips.py): README's Performance section has
+the figures.
 """
 
 from __future__ import annotations
