@@ -47,8 +47,13 @@ class Grant:
 
 
 class CampaignLimiter(Protocol):
-    async def acquire(self, campaign_id: int, lease_id: str, limits: CampaignLimits, now: float) -> Grant:
-        """Take a dial from the rate window and a concurrent slot, both or neither; idempotent per lease_id."""
+    async def acquire(
+        self, campaign_id: int, lease_id: str, limits: CampaignLimits, now: float, reserve_within: float = 0.0
+    ) -> Grant:
+        """Take a dial from the rate window and a concurrent slot, both or neither; idempotent per lease_id.
+
+        The dial goes in the campaign's next evenly spaced slot; one up to `reserve_within` seconds ahead
+        is kept for this lease_id, and the refusal's retry_in says when it comes (then granted at once)."""
         ...
 
     async def release(self, campaign_id: int, lease_id: str) -> None:
@@ -74,8 +79,10 @@ def lease_key(campaign_id: int) -> str:
     return f"campaign:{campaign_id}:leases"
 
 
-# KEYS: dials, leases. ARGV: now_ms, window_ms, calls_per_minute, max_concurrent, lease_ms, lease_id.
-# Returns {1} when granted, {0, "rate"|"concurrency", retry_in_ms} when not.
+# KEYS: dials, leases. ARGV: now_ms, window_ms, calls_per_minute, max_concurrent, lease_ms, lease_id, reserve_ms.
+# Returns {1} when granted, {0, "rate"|"concurrency", retry_in_ms} when not. A dial's score is the
+# time of its slot: a slot up to reserve_ms ahead is reserved for the caller, who is told to come
+# back then (and is granted at once when it does); so runs waiting together each get their own slot.
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -83,6 +90,7 @@ local rate = tonumber(ARGV[3])
 local concurrent = tonumber(ARGV[4])
 local lease = tonumber(ARGV[5])
 local id = ARGV[6]
+local reserve = tonumber(ARGV[7])
 local spacing = window / rate
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -91,23 +99,41 @@ if redis.call('ZSCORE', KEYS[2], id) then
   redis.call('PEXPIRE', KEYS[2], lease)
   return {1}
 end
+local reserved = redis.call('ZSCORE', KEYS[1], id)
+if reserved then
+  reserved = tonumber(reserved)
+  if reserved > now then
+    return {0, 'rate', math.max(1, reserved - now)}
+  end
+  if redis.call('ZCARD', KEYS[2]) >= concurrent then
+    -- Its slot is gone by the time a line is free: it takes a new one then.
+    redis.call('ZREM', KEYS[1], id)
+    return {0, 'concurrency', 0}
+  end
+  redis.call('ZADD', KEYS[2], now + lease, id)
+  redis.call('PEXPIRE', KEYS[2], lease)
+  return {1}
+end
 if redis.call('ZCARD', KEYS[2]) >= concurrent then
   return {0, 'concurrency', 0}
 end
-if not redis.call('ZSCORE', KEYS[1], id) then
-  if redis.call('ZCARD', KEYS[1]) >= rate then
-    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    -- Clamped: a client whose clock lags another's could otherwise be told to wait past a whole window.
-    return {0, 'rate', math.min(window, math.max(1, tonumber(oldest[2]) + window - now))}
-  end
-  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  if newest[2] and now < tonumber(newest[2]) + spacing then
-    return {0, 'rate', math.min(spacing, math.max(1, tonumber(newest[2]) + spacing - now))}
-  end
+if redis.call('ZCARD', KEYS[1]) >= rate then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  -- Clamped: a client whose clock lags another's could otherwise be told to wait past a whole window.
+  return {0, 'rate', math.min(window, math.max(1, tonumber(oldest[2]) + window - now))}
 end
-redis.call('ZADD', KEYS[1], now, id)
+local slot = now
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if newest[2] then slot = math.max(now, tonumber(newest[2]) + spacing) end
+if slot > now + reserve then
+  return {0, 'rate', math.min(window, math.max(1, slot - now))}
+end
+redis.call('ZADD', KEYS[1], slot, id)
+redis.call('PEXPIRE', KEYS[1], math.ceil(window + slot - now))
+if slot > now then
+  return {0, 'rate', math.max(1, slot - now)}
+end
 redis.call('ZADD', KEYS[2], now + lease, id)
-redis.call('PEXPIRE', KEYS[1], window)
 redis.call('PEXPIRE', KEYS[2], lease)
 return {1}
 """
@@ -156,7 +182,9 @@ class RedisCampaignLimiter:
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._room = self._redis.register_script(_ROOM)
 
-    async def acquire(self, campaign_id: int, lease_id: str, limits: CampaignLimits, now: float) -> Grant:
+    async def acquire(
+        self, campaign_id: int, lease_id: str, limits: CampaignLimits, now: float, reserve_within: float = 0.0
+    ) -> Grant:
         args: list[int | str] = [
             int(now * 1000),
             int(WINDOW_SECONDS * 1000),
@@ -164,6 +192,7 @@ class RedisCampaignLimiter:
             limits.max_concurrent_calls,
             self._lease_ms,
             lease_id,
+            int(reserve_within * 1000),
         ]
         answer = await self._acquire(keys=[rate_key(campaign_id), lease_key(campaign_id)], args=args)
         if int(answer[0]) == 1:
@@ -214,22 +243,34 @@ class LocalCampaignLimiter:
         self._campaigns: dict[int, _CampaignWindow] = {}
         self._lock = asyncio.Lock()
 
-    async def acquire(self, campaign_id: int, lease_id: str, limits: CampaignLimits, now: float) -> Grant:
+    async def acquire(
+        self, campaign_id: int, lease_id: str, limits: CampaignLimits, now: float, reserve_within: float = 0.0
+    ) -> Grant:
         async with self._lock:
             window = self._campaigns.setdefault(campaign_id, _CampaignWindow())
             window.forget_before(now)
             if lease_id in window.leases:
                 window.leases[lease_id] = now + self._lease
                 return Grant(True)
+            reserved = window.dials.get(lease_id)
+            if reserved is not None:
+                if reserved > now:
+                    return _refusal("rate", (reserved - now) * 1000)
+                if len(window.leases) >= limits.max_concurrent_calls:
+                    del window.dials[lease_id]  # its slot is gone by the time a line is free
+                    return _refusal("concurrency", 0)
+                window.leases[lease_id] = now + self._lease
+                return Grant(True)
             if len(window.leases) >= limits.max_concurrent_calls:
                 return _refusal("concurrency", 0)
-            if lease_id not in window.dials:
-                if len(window.dials) >= limits.calls_per_minute:
-                    return _refusal("rate", (min(window.dials.values()) + WINDOW_SECONDS - now) * 1000)
-                next_slot = window.next_slot(spacing_seconds(limits))
-                if now < next_slot:
-                    return _refusal("rate", (next_slot - now) * 1000)
-            window.dials[lease_id] = now
+            if len(window.dials) >= limits.calls_per_minute:
+                return _refusal("rate", (min(window.dials.values()) + WINDOW_SECONDS - now) * 1000)
+            slot = max(now, window.next_slot(spacing_seconds(limits)))
+            if slot > now + reserve_within:
+                return _refusal("rate", (slot - now) * 1000)
+            window.dials[lease_id] = slot
+            if slot > now:
+                return _refusal("rate", (slot - now) * 1000)
             window.leases[lease_id] = now + self._lease
             return Grant(True)
 

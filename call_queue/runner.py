@@ -97,6 +97,12 @@ class AttemptRun(StrEnum):
     CLAIM_LOST = "claim_lost"  # this worker was too slow: its lease expired and another took over
 
 
+def slot_lookahead_seconds(settings: Settings) -> float:
+    """How far ahead a campaign's slots are handed out and kept: two polls, since the next one comes a
+    poll after this one has finished (which takes a while on a busy database), not a poll after it began."""
+    return 2 * settings.queue_poll_seconds
+
+
 async def dispatch_due(deps: QueueDeps, scheduler: CallScheduler) -> list[int]:
     """Recover what lost workers held, schedule the leads' due follow-ups, then hand every due attempt
     to the scheduler once."""
@@ -106,7 +112,7 @@ async def dispatch_due(deps: QueueDeps, scheduler: CallScheduler) -> list[int]:
     campaigns = await asyncio.to_thread(attempt_store.campaigns_with_due_attempts, deps.engine, now)
     # A campaign hands out no more than its pace allows now: the rest would only come back.
     # The slots until the next poll: each run waits for its own (see _campaign_slot), evenly spaced.
-    horizon = deps.settings.queue_poll_seconds
+    horizon = slot_lookahead_seconds(deps.settings)
     room = {terms.id: await deps.limiter.room(terms.id, terms.limits, now.timestamp(), horizon) for terms in campaigns}
     taken = await asyncio.to_thread(attempt_store.take_due, deps.engine, now, room)
     for attempt_id in taken:
@@ -159,17 +165,19 @@ async def run_attempt(deps: QueueDeps, attempt_id: int) -> AttemptRun:
 
 
 async def _campaign_slot(deps: QueueDeps, campaign_id: int, call_id: str, limits: CampaignLimits) -> tuple[Grant, datetime]:
-    """The campaign's next dial for this call. A slot due before the next poll is waited for here
-    (the claim is held far longer), so the pace is one dial every 60 / calls_per_minute seconds
-    rather than one per poll; a later one goes back to the schedule."""
+    """The campaign's next dial for this call. A slot due before the next poll is reserved for it and
+    waited for here (the claim is held far longer), so the pace is one dial every
+    60 / calls_per_minute seconds rather than one per poll; a later one goes back to the schedule."""
     waited = 0.0
     while True:
         now = deps.clock()
-        grant = await deps.limiter.acquire(campaign_id, call_id, limits, now.timestamp())
+        grant = await deps.limiter.acquire(
+            campaign_id, call_id, limits, now.timestamp(), reserve_within=slot_lookahead_seconds(deps.settings)
+        )
         # Bounded: runs handed out together take turns, and none waits past a poll and a lease's half.
         if grant.granted or grant.limit != "rate" or waited + grant.retry_in > deps.settings.queue_lease_seconds / 2:
             return grant, now
-        if grant.retry_in > deps.settings.queue_poll_seconds:
+        if grant.retry_in > slot_lookahead_seconds(deps.settings):
             return grant, now
         await deps.sleep(grant.retry_in)
         waited += grant.retry_in

@@ -153,3 +153,25 @@ async def test_the_in_process_limiter_answers_like_the_redis_one():
     assert (too_soon.granted, too_soon.limit, too_soon.retry_in) == (False, "rate", pytest.approx(28.0))
     assert second.granted
     assert (over_rate.granted, over_rate.limit, over_rate.retry_in) == (False, "rate", pytest.approx(29.0))
+
+
+@pytest.mark.parametrize("limiter", ["redis", "local"])
+async def test_runs_waiting_together_each_get_their_own_slot(limiter, clean_redis):
+    client = RedisCampaignLimiter(clean_redis.url, 420) if limiter == "redis" else LocalCampaignLimiter(420)
+    limits = CampaignLimits(calls_per_minute=30, max_concurrent_calls=100)  # a dial every 2 s
+    try:
+        # Six runs at the same instant, slots kept for up to 10 s ahead.
+        first = [await client.acquire(3, f"run-{i}", limits, T0, reserve_within=9) for i in range(6)]
+        assert await client.room(3, limits, T0, horizon=20) == 6  # at +10, +12 ... +20 s, after the five kept
+        # Each comes back at the time it was given, and is granted without taking another slot.
+        later = [
+            await client.acquire(3, f"run-{i}", limits, T0 + grant.retry_in, reserve_within=9)
+            for i, grant in enumerate(first[1:4], 1)
+        ]
+    finally:
+        await client.aclose()
+
+    assert first[0].granted
+    assert [grant.retry_in for grant in first[1:5]] == pytest.approx([2.0, 4.0, 6.0, 8.0])
+    assert (first[5].granted, first[5].retry_in) == (False, pytest.approx(10.0))  # too far ahead: nothing kept
+    assert all(grant.granted for grant in later)
