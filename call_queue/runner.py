@@ -113,7 +113,10 @@ async def dispatch_due(deps: QueueDeps, scheduler: CallScheduler) -> list[int]:
     # A campaign hands out no more than its pace allows now: the rest would only come back.
     # The slots until the next poll: each run waits for its own (see _campaign_slot), evenly spaced.
     horizon = slot_lookahead_seconds(deps.settings)
-    room = {terms.id: await deps.limiter.room(terms.id, terms.limits, now.timestamp(), horizon) for terms in campaigns}
+    # The clock read again: the steps above take a while on a busy database, and the slots kept since
+    # by running attempts were placed by the time they ran.
+    room_at = deps.clock().timestamp()
+    room = {terms.id: await deps.limiter.room(terms.id, terms.limits, room_at, horizon) for terms in campaigns}
     taken = await asyncio.to_thread(attempt_store.take_due, deps.engine, now, room)
     for attempt_id in taken:
         await scheduler.hand_over(attempt_id)
