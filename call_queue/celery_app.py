@@ -45,12 +45,28 @@ class CeleryScheduler:
 
     def __init__(self, app: Celery) -> None:
         self.app = app
+        self._waking = False
+        self._wake_again = False
 
     async def hand_over(self, attempt_id: int) -> None:
         await asyncio.to_thread(self.app.send_task, DIAL_TASK, args=[attempt_id], queue=QUEUE_NAME)
 
     async def wake(self) -> None:
-        await asyncio.to_thread(self.app.send_task, DISPATCH_TASK, queue=QUEUE_NAME)
+        """Wakes coalesce: one dispatch covers every attempt due by the time it runs, so while one is
+        being sent, more requests only ask for one more after it (sent after their rows committed).
+        Ten requests at once then cost two broker messages, not ten."""
+        if self._waking:
+            self._wake_again = True
+            return
+        self._waking = True
+        try:
+            while True:
+                self._wake_again = False
+                await asyncio.to_thread(self.app.send_task, DISPATCH_TASK, queue=QUEUE_NAME)
+                if not self._wake_again:
+                    return
+        finally:
+            self._waking = False
 
     async def start(self) -> None:
         return None

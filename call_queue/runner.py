@@ -23,7 +23,7 @@ from sqlmodel import Session
 
 from call_queue import attempt_store
 from call_queue.attempt_store import CallEnding, ClaimedAttempt, FinishedAttempt
-from call_queue.campaign_limiter import CampaignLimiter
+from call_queue.campaign_limiter import CampaignLimiter, CampaignLimits, Grant
 from call_queue.followups import schedule_due_followups
 from call_queue.policy_facts import evaluate
 from models.call_job import utcnow
@@ -79,6 +79,8 @@ class QueueDeps:
     limiter: CampaignLimiter
     clock: Callable[[], datetime] = utcnow
     worker: str = field(default_factory=attempt_store.worker_name)
+    # Waits for a campaign's next evenly spaced slot; tests pass one that moves their clock instead.
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     @property
     def lease(self) -> timedelta:
@@ -97,6 +99,12 @@ class AttemptRun(StrEnum):
     CLAIM_LOST = "claim_lost"  # this worker was too slow: its lease expired and another took over
 
 
+def slot_lookahead_seconds(settings: Settings) -> float:
+    """How far ahead a campaign's slots are handed out and kept: two polls, since the next one comes a
+    poll after this one has finished (which takes a while on a busy database), not a poll after it began."""
+    return 2 * settings.queue_poll_seconds
+
+
 async def dispatch_due(deps: QueueDeps, scheduler: CallScheduler) -> list[int]:
     """Recover what lost workers held, schedule the leads' due follow-ups, then hand every due attempt
     to the scheduler once."""
@@ -105,7 +113,12 @@ async def dispatch_due(deps: QueueDeps, scheduler: CallScheduler) -> list[int]:
     await asyncio.to_thread(schedule_due_followups, deps.engine, now)
     campaigns = await asyncio.to_thread(attempt_store.campaigns_with_due_attempts, deps.engine, now)
     # A campaign hands out no more than its pace allows now: the rest would only come back.
-    room = {terms.id: await deps.limiter.room(terms.id, terms.limits, now.timestamp()) for terms in campaigns}
+    # The slots until the next poll: each run waits for its own (see _campaign_slot), evenly spaced.
+    horizon = slot_lookahead_seconds(deps.settings)
+    # The clock read again: the steps above take a while on a busy database, and the slots kept since
+    # by running attempts were placed by the time they ran.
+    room_at = deps.clock().timestamp()
+    room = {terms.id: await deps.limiter.room(terms.id, terms.limits, room_at, horizon) for terms in campaigns}
     taken = await asyncio.to_thread(attempt_store.take_due, deps.engine, now, room)
     for attempt_id in taken:
         await scheduler.hand_over(attempt_id)
@@ -127,8 +140,7 @@ async def run_attempt(deps: QueueDeps, attempt_id: int) -> AttemptRun:
         if campaign.status is CampaignStatus.PAUSED:
             await _put_back(deps, claimed, deps.clock(), "campaign_paused")
             return AttemptRun.DEFERRED
-        now = deps.clock()
-        grant = await deps.limiter.acquire(campaign.id, claimed.call_id, campaign.limits, now.timestamp())
+        grant, now = await _campaign_slot(deps, campaign.id, claimed.call_id, campaign.limits)
         if not grant.granted:
             await _put_back(deps, claimed, now + timedelta(seconds=grant.retry_in), f"campaign_{grant.limit}")
             return AttemptRun.DEFERRED
@@ -155,6 +167,25 @@ async def run_attempt(deps: QueueDeps, attempt_id: int) -> AttemptRun:
         log_.warning("call_attempt_dialed_after_its_lease")
     log_.info("call_attempt_dialed")
     return AttemptRun.DIALED
+
+
+async def _campaign_slot(deps: QueueDeps, campaign_id: int, call_id: str, limits: CampaignLimits) -> tuple[Grant, datetime]:
+    """The campaign's next dial for this call. A slot due before the next poll is reserved for it and
+    waited for here (the claim is held far longer), so the pace is one dial every
+    60 / calls_per_minute seconds rather than one per poll; a later one goes back to the schedule."""
+    waited = 0.0
+    while True:
+        now = deps.clock()
+        grant = await deps.limiter.acquire(
+            campaign_id, call_id, limits, now.timestamp(), reserve_within=slot_lookahead_seconds(deps.settings)
+        )
+        # Bounded: runs handed out together take turns, and none waits past a poll and a lease's half.
+        if grant.granted or grant.limit != "rate" or waited + grant.retry_in > deps.settings.queue_lease_seconds / 2:
+            return grant, now
+        if grant.retry_in > slot_lookahead_seconds(deps.settings):
+            return grant, now
+        await deps.sleep(grant.retry_in)
+        waited += grant.retry_in
 
 
 def _order(claimed: ClaimedAttempt) -> DialOrder:

@@ -8,17 +8,26 @@ holding the request. What it decides:
   the policy's `next_allowed_at` (`scheduled`);
 - a hard refusal (opted out, no consent, attempts used up), or a time rule with no next window:
   OutreachRefused, the decision stored.
-An Idempotency-Key (per workspace) returns the attempt it created the first time; a lead that already
-whose call a worker has taken (dialing, in a call) answers 409; one that is only waiting
-(a retry, a callback, an earlier request) is replaced by this one.
+An Idempotency-Key (per workspace) returns the attempt it created the first time; a lead whose call
+a worker has taken (dialing, in a call) answers 409; one that is only waiting (a retry, a callback,
+an earlier request) is replaced by this one.
+
+It is the request's whole cost, so it is kept to one transaction with one commit and, for a new
+number, five statements (tests/test_call_intake_round_trips.py): README's Performance section has
+the figures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from uuid import uuid4
 
 from fastapi import HTTPException, status
 from sqlalchemy import text
@@ -27,15 +36,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from call_queue import attempt_store
-from call_queue.attempt_store import LeadBusy
-from call_queue.policy_facts import evaluate
-from control_api.outreach_gate import OutreachRefused, default_workspace, lead_for_phone, record_request_consent
+from call_queue.policy_facts import gather_facts, policy_decision
+from control_api.outreach_gate import OutreachRefused, default_workspace, record_request_consent
 from models.call_job import utcnow
 from models.call_queue import CallAttempt
 from models.call_request import CallRequest
-from models.domain import Workspace, WorkspaceApiKey
-from models.enums import AttemptStatus
-from models.outreach_policy import NOT_ALLOWED
+from models.domain import Lead, Workspace, WorkspaceApiKey
+from models.enums import LIVE_ATTEMPT_STATUSES, AttemptStatus
+from models.outreach_policy import NOT_ALLOWED, decide
+from models.row_builder import build_row, insert_row
 from models.settings import Settings
 
 
@@ -65,6 +74,57 @@ def _bound_lock_waits(db: Session, seconds: float) -> None:
         db.execute(text(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'"))
 
 
+# The default workspace's row, re-read at most this often: the anonymous form's every request needs
+# it, and it changes (time zone, business hours, budget tier) by an operator's hand. The queue reads
+# it afresh before each dial, so a change is never missed there.
+WORKSPACE_CACHE_SECONDS = 10.0
+_default_workspace: tuple[float, str, Workspace] | None = None
+
+
+def _cached_default_workspace(db: Session) -> Workspace:
+    global _default_workspace
+    url, clock = str(db.get_bind().url), time.monotonic()
+    if (
+        _default_workspace is not None
+        and _default_workspace[1] == url
+        and clock - _default_workspace[0] < WORKSPACE_CACHE_SECONDS
+    ):
+        return db.merge(_default_workspace[2], load=False)
+    workspace = default_workspace(db)
+    db.expunge(workspace)
+    _default_workspace = (clock, url, workspace)
+    return db.merge(workspace, load=False)
+
+
+def _lead(
+    db: Session, workspace_id: int, call_request: CallRequest, api_key: WorkspaceApiKey | None, now: datetime
+) -> tuple[Lead, bool]:
+    """The lead for the number, created with the request's consent when new (no savepoint: a
+    concurrent request creating the same lead makes the commit fail, and the whole step runs again)."""
+    lead = db.exec(select(Lead).where(Lead.workspace_id == workspace_id, Lead.phone == call_request.phone)).first()
+    created = lead is None
+    if lead is None:
+        lead = build_row(
+            Lead, workspace_id=workspace_id, phone=call_request.phone, external_id=call_request.phone, name=call_request.name
+        )
+        if api_key is None:  # the visitor's consent goes into the INSERT; an attestation needs the lead's id
+            record_request_consent(db, lead, api_key, now)
+            db.expunge(lead)  # record_request_consent adds it; the INSERT below writes it
+        insert_row(db, lead)
+        if api_key is not None:
+            record_request_consent(db, lead, api_key, now)
+        return lead, created
+    if call_request.name and not lead.name:
+        lead.name = call_request.name
+    record_request_consent(db, lead, api_key, now)
+    return lead, created
+
+
+def _live_attempt(db: Session, lead_id: int) -> CallAttempt | None:
+    query = select(CallAttempt).where(col(CallAttempt.lead_id) == lead_id, col(CallAttempt.status).in_(LIVE_ATTEMPT_STATUSES))
+    return db.exec(query).first()
+
+
 def accept_call(
     engine: Engine,
     settings: Settings,
@@ -73,59 +133,86 @@ def accept_call(
     idempotency_key: str | None,
     now: datetime,
 ) -> AcceptedCall:
-    with Session(engine) as db:
+    """One transaction, one commit: the lead, its consent, the decision and the attempt are stored
+    together or not at all. A unique key a concurrent request took first (the same new number, the
+    same Idempotency-Key, a second live attempt for the lead) fails the commit: run it once more,
+    and that run sees the other request's rows."""
+    with _writer_turn(engine):
+        try:
+            return _accept_call(engine, settings, call_request, workspace_key, idempotency_key, now)
+        except IntegrityError:
+            return _accept_call(engine, settings, call_request, workspace_key, idempotency_key, now)
+
+
+_SQLITE_WRITER = threading.Lock()
+
+
+@contextmanager
+def _writer_turn(engine: Engine) -> Iterator[None]:
+    """SQLite has one writer at a time, and a writer that finds the file locked sleeps in steps of up
+    to 100 ms before it looks again: ten requests at once spent most of their time asleep. Taking
+    turns in the process hands the file over the moment it is free. PostgreSQL writes concurrently."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _SQLITE_WRITER:
+        yield
+
+
+def _accept_call(
+    engine: Engine,
+    settings: Settings,
+    call_request: CallRequest,
+    workspace_key: tuple[Workspace, WorkspaceApiKey] | None,
+    idempotency_key: str | None,
+    now: datetime,
+) -> AcceptedCall:
+    # expire_on_commit=False: the answer reads the attempt it just wrote, without a SELECT to reload it.
+    with Session(engine, expire_on_commit=False) as db:
         _bound_lock_waits(db, settings.call_intake_timeout_seconds)
-        workspace = db.merge(workspace_key[0], load=False) if workspace_key else default_workspace(db)
+        workspace = db.merge(workspace_key[0], load=False) if workspace_key else _cached_default_workspace(db)
         api_key = workspace_key[1] if workspace_key else None
         assert workspace.id is not None  # a stored row
         if idempotency_key is not None:
             earlier = _by_key(db, workspace.id, idempotency_key)
             if earlier is not None:
                 return _answer(earlier, now, repeated=True)
-        lead = lead_for_phone(db, workspace, call_request.phone, call_request.name)
-        record_request_consent(db, lead, api_key, now)
-        decision, verdict = evaluate(db, workspace, lead, settings, now)
-        _bound_lock_waits(db, settings.call_intake_timeout_seconds)  # evaluate committed: a new transaction
+        lead, created = _lead(db, workspace.id, call_request, api_key, now)
+        assert lead.id is not None
+        facts = gather_facts(db, workspace, lead, settings, now, lead_is_new=created)
+        verdict = decide(facts)
+        decision = policy_decision(workspace.id, lead.id, verdict)
+        insert_row(db, decision)
         if not verdict.allow_send and (verdict.reason_code in NOT_ALLOWED or verdict.next_allowed_at is None):
-            assert decision.id is not None  # evaluate commits it
+            db.commit()
+            assert decision.id is not None
             raise OutreachRefused(decision.id, verdict)
+        live = None if created else _live_attempt(db, lead.id)
+        if live is not None and not attempt_store.replace_waiting(db, live, now):
+            # A worker has taken the lead's call: it may be ringing. The refusal is not the policy's;
+            # the decision is kept all the same (an audit of every evaluation).
+            db.commit()
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, detail="this number already has a call under way; try again when it ends"
+            )
         at = now if verdict.allow_send else verdict.next_allowed_at
-        assert at is not None and lead.id is not None
-        schedule = partial(
-            attempt_store.schedule_call,
-            db,
+        assert at is not None
+        attempt = build_row(
+            CallAttempt,
             workspace_id=workspace.id,
             lead_id=lead.id,
+            call_id=str(uuid4()),
             # The Turnstile token was for this request only; it is not kept with the call.
             call_request=call_request.model_dump(mode="json", exclude={"turnstile_token"}),
             scheduled_for=at,
-            now=now,
             idempotency_key=idempotency_key,
             reason=None if verdict.allow_send else verdict.reason_code.value,
+            policy_decision_id=decision.id,
+            created_at=now,
+            updated_at=now,
         )
-        try:
-            try:
-                attempt = schedule()
-            except LeadBusy as busy:
-                # A call only waiting for its time (a retry, a callback, an earlier request) gives way
-                # to this request; one a worker has taken may be ringing: 409.
-                if not attempt_store.replace_waiting(db, busy.live, now):
-                    raise
-                attempt = schedule()
-            attempt.policy_decision_id = decision.id
-            db.add(attempt)
-            db.commit()
-        except LeadBusy:
-            db.rollback()
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, detail="this number already has a call under way; try again when it ends"
-            ) from None
-        except IntegrityError:  # the same Idempotency-Key raced in from a concurrent request
-            db.rollback()
-            earlier = _by_key(db, workspace.id, idempotency_key) if idempotency_key else None
-            if earlier is None:
-                raise
-            return _answer(earlier, now, repeated=True)
+        insert_row(db, attempt)
+        db.commit()  # durable before the 202
         return _answer(attempt, now)
 
 

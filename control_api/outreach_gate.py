@@ -20,6 +20,7 @@ from models.domain import (
     WorkspaceApiKey,
 )
 from models.outreach_policy import PolicyVerdict
+from models.row_builder import build_row
 
 WEB_FORM_CONSENT = "web_form"
 
@@ -86,7 +87,11 @@ def record_request_consent(db: Session, lead: Lead, api_key: WorkspaceApiKey | N
         db.add(lead)
     else:
         db.add(
-            OutreachAttestation(
-                workspace_id=lead.workspace_id, lead_id=lead.id, operator_id=f"api_key:{api_key.key_prefix}", timestamp=now
+            build_row(
+                OutreachAttestation,
+                workspace_id=lead.workspace_id,
+                lead_id=lead.id,
+                operator_id=f"api_key:{api_key.key_prefix}",
+                timestamp=now,
             )
         )

@@ -2,7 +2,8 @@
 
 A middleware rather than a per-route dependency, so a route added later is protected by default.
 Open without the key:
-- the web form and its assets (`GET /`, `/static/...`), its submit (`POST /form/calls`, guarded by
+- the web form and its assets (`GET /`, `/static/...`), and the campaign page (`GET /campaign`: an
+  empty page; its script reads GET /campaigns/{id} with the workspace key, and the API key if set), its submit (`POST /form/calls`, guarded by
   the rate limit and Turnstile instead) and its live view (`GET /form/calls/{id}`, guarded by the
   per-call view token the submit returned);
 - `GET /health` and `GET /health/ready`, for load balancers;
@@ -31,7 +32,7 @@ from control_api.workspace_auth import workspace_of_request
 from models.session_store import SessionStore
 from models.settings import Settings
 
-OPEN_PATHS = frozenset({"/", "/favicon.ico", "/health", "/health/ready", "/form/calls"})
+OPEN_PATHS = frozenset({"/", "/campaign", "/favicon.ico", "/health", "/health/ready", "/form/calls"})
 OPEN_PREFIXES = ("/static/", "/form/calls/", "/twilio/", "/webhooks/")
 
 
@@ -96,8 +97,9 @@ async def guard_public_call_request(
         return
     # A workspace key: the workspace's own backend (a form's server relaying many visitors from one
     # address), held to the workspace's quota instead of the per-address limit and the human check.
-    workspace = await asyncio.to_thread(
-        workspace_of_request, request.app.state.services.engine, request.headers.get("authorization")
+    authorization = request.headers.get("authorization")
+    workspace = (
+        await asyncio.to_thread(workspace_of_request, request.app.state.services.engine, authorization) if authorization else None
     )
     if workspace is not None and workspace.id is not None:
         await enforce_workspace_quota(store, workspace.id, settings.workspace_calls_per_minute)

@@ -5,12 +5,13 @@ workspace from here and never from the path or the body, so one workspace's key 
 another's rows. Creating a workspace needs the server's API_KEY (X-API-Key) when one is set.
 """
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, status
+from fastapi import Depends, Header, HTTPException, Request, status
 from sqlmodel import Session, select
 
 from control_api.deps import get_db, get_settings
@@ -82,6 +83,24 @@ def optional_workspace_key(
     return found
 
 
+async def optional_workspace_key_off_loop(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> tuple[Workspace, WorkspaceApiKey] | None:
+    """`optional_workspace_key` for a hot path: no thread hop and no database session when the
+    request carries no key (the web form), the lookup in a worker thread when it does."""
+    if _bearer(authorization) is None:
+        return None
+    return await asyncio.to_thread(_key_lookup, request.app.state.services.engine, authorization)
+
+
+def _key_lookup(engine, authorization: str | None) -> tuple[Workspace, WorkspaceApiKey] | None:
+    with Session(engine, expire_on_commit=False) as db:
+        found = optional_workspace_key(db, authorization)
+        if found is not None:
+            db.expunge_all()
+        return found
+
+
 def current_workspace_key(
     found: Annotated[tuple[Workspace, WorkspaceApiKey] | None, Depends(optional_workspace_key)],
 ) -> tuple[Workspace, WorkspaceApiKey]:
@@ -111,3 +130,5 @@ def revoke(record: WorkspaceApiKey) -> None:
 
 CurrentWorkspace = Annotated[Workspace, Depends(current_workspace)]
 OptionalWorkspaceKey = Annotated[tuple[Workspace, WorkspaceApiKey] | None, Depends(optional_workspace_key)]
+# The same, for POST /calls: see optional_workspace_key_off_loop.
+OptionalWorkspaceKeyOffLoop = Annotated[tuple[Workspace, WorkspaceApiKey] | None, Depends(optional_workspace_key_off_loop)]

@@ -1,36 +1,50 @@
-"""Load POST /calls on loopback and report latency percentiles.
+"""Load POST /calls on loopback and report latency percentiles, as one JSON line.
 
-    python -m scripts.bench_post_calls --count 250 --concurrency 10
+    python -m scripts.bench_post_calls --count 250 --concurrency 10                       # SQLite, in-process queue
+    python -m scripts.bench_post_calls --count 250 --start-postgres --start-redis --queue celery
+    python -m scripts.bench_post_calls --count 250 --start-postgres --start-redis --queue celery --workers 2
 
 It starts its own server on a free 127.0.0.1 port (TELEPHONY_PROVIDER=none, so nothing dials and
-no audio runs; the rate limit raised for the run; a fresh SQLite database), sends `--count`
-requests with distinct valid numbers from `--concurrency` clients, stops at `--max-seconds`
-whatever happens, and prints the figures and then one JSON line. Each request does the real
-work of a call request: validation, the outreach policy and its stored decision, and the call
-attempt row (202); the in-process queue places each call meanwhile in the same server. The outreach policy caps one workspace at 300 calls a day, so a run stays
-below that. Pass `--redis-url` to measure with the Redis session store.
+no audio runs; the rate limit raised for the run; a fresh SQLite database unless told otherwise),
+sends `--count` requests with distinct valid numbers from `--concurrency` clients on keep-alive
+connections, stops at `--max-seconds` whatever happens, and prints the figures and then one JSON
+line: p50/p95/p99, concurrency, the configuration, and the server's CPU time per request (all its
+processes), which bounds what one core can serve. Each request does the real work of a call
+request: validation, the rate limit, the outreach policy and its stored decision, and the call
+attempt row, committed before the 202. With `--queue in_process` the same server places each call
+meanwhile (context, session, call row), as the single-process set-up does; with `--queue celery` the
+web process only enqueues (no Celery worker runs: nothing else competes for the CPU).
+
+The client is a few lines of HTTP/1.1 on asyncio streams rather than httpx: on a small machine the
+client shares the cores with the server, and httpx's own CPU time per request (about 1 ms) would be
+counted in the server's latency. The outreach policy caps one workspace at 300 calls a day, so a
+run stays below that. `--start-postgres` runs a throwaway PostgreSQL with fsync off (as the tests
+do): its commit latency is not measured, only the round trips.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import httpx
-
-from scripts.local_server import running_server
+from scripts.local_server import PostgresServer, RedisServer, free_port, running_server
 from scripts.simulate_call import DEMO_REQUEST
 
 # The demo's booking request; each benchmark call gets its own number.
 REQUEST = {k: v for k, v in DEMO_REQUEST.items() if k not in ("phone", "constraints")}
 MAX_COUNT = 290  # the outreach policy's daily budget for one workspace is 300 calls
-WARMUP = 5
+WARMUP = 10
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -39,47 +53,124 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection: POST a JSON body, read the status and the body."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: dict) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        payload = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + payload)
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        length, closing = 0, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "connection" and value.strip().lower() == "close":
+                closing = True
+        await self.reader.readexactly(length)
+        if closing:
+            await self.close()
+        return int(status_line.split()[1])
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+            self.reader = self.writer = None
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _server_tree() -> list[int]:
+    """The uvicorn process this script started, and its worker processes."""
+    roots = [pid for pid in _children(os.getpid()) if b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    tree = list(roots)
+    for pid in roots:
+        tree += _children(pid)
+    return tree
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
 async def load(base_url: str, count: int, concurrency: int, max_seconds: float) -> dict:
+    address = urlsplit(base_url)
+    host, port = address.hostname or "127.0.0.1", address.port or 80
     phones = iter(f"+14152{n:06d}" for n in range(WARMUP + count))
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as http:
-        for _ in range(WARMUP):
-            await http.post("/calls", json={**REQUEST, "phone": next(phones)})
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        for _ in range(count):
-            queue.put_nowait(next(phones))
-        deadline = time.monotonic() + max_seconds
+    connections = [Connection(host, port) for _ in range(concurrency)]
+    for i in range(WARMUP):
+        await connections[i % concurrency].post("/calls", {**REQUEST, "phone": next(phones)})
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for _ in range(count):
+        queue.put_nowait(next(phones))
+    deadline = time.monotonic() + max_seconds
 
-        async def client() -> None:
-            while time.monotonic() < deadline:
-                try:
-                    phone = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                started = time.perf_counter()
-                try:
-                    answer = await http.post("/calls", json={**REQUEST, "phone": phone})
-                    statuses[answer.status_code] += 1
-                except httpx.HTTPError:
-                    statuses[0] += 1
-                    continue
-                if answer.status_code == 202:
-                    latencies.append((time.perf_counter() - started) * 1000)
+    async def client(connection: Connection) -> None:
+        while time.monotonic() < deadline:
+            try:
+                phone = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            started = time.perf_counter()
+            try:
+                status = await connection.post("/calls", {**REQUEST, "phone": phone})
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                statuses[0] += 1
+                await connection.close()
+                continue
+            statuses[status] += 1
+            if status == 202:
+                latencies.append((time.perf_counter() - started) * 1000)
 
-        began = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        wall = time.perf_counter() - began
+    server = _server_tree()
+    cpu_before = _cpu_seconds(server)
+    began = time.perf_counter()
+    await asyncio.gather(*(client(connection) for connection in connections))
+    wall = time.perf_counter() - began
+    server_cpu = _cpu_seconds(server) - cpu_before
+    for connection in connections:
+        await connection.close()
 
     ordered = sorted(latencies)
-    figures = {
-        "requests": sum(statuses.values()),
+    requests = sum(statuses.values())
+    figures: dict = {
+        "requests": requests,
         "created": len(ordered),
         "statuses": {str(code): n for code, n in sorted(statuses.items())},
         "concurrency": concurrency,
         "wall_seconds": round(wall, 3),
-        "throughput_per_second": round(sum(statuses.values()) / wall, 1) if wall else None,
+        "throughput_per_second": round(requests / wall, 1) if wall else None,
+        "server_cpu_ms_per_request": round(server_cpu * 1000 / requests, 2) if requests else None,
     }
     if ordered:
         figures |= {
@@ -92,6 +183,27 @@ async def load(base_url: str, count: int, concurrency: int, max_seconds: float) 
     return figures
 
 
+@contextlib.contextmanager
+def backing_services(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str | None, str | None]]:
+    """The database URL and Redis URL to use: given, started here, or none (SQLite, memory store)."""
+    with contextlib.ExitStack() as stack:
+        database_url, redis_url = args.database_url, args.redis_url
+        if args.start_postgres:
+            workdir.chmod(0o755)  # as root, postgres runs as its own user, who must reach its directory
+            postgres = PostgresServer(free_port(), workdir / "postgres")
+            postgres.workdir.mkdir()
+            postgres.start()
+            stack.callback(postgres.stop)
+            database_url = postgres.url(postgres.create_database())
+        if args.start_redis:
+            redis_server = RedisServer(free_port(), workdir / "redis")
+            redis_server.workdir.mkdir()
+            redis_server.start()
+            stack.callback(redis_server.stop)
+            redis_url = redis_server.url
+        yield database_url, redis_url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=250, help=f"measured requests (at most {MAX_COUNT})")
@@ -99,53 +211,68 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="stop sending after this long")
     parser.add_argument("--redis-url", default=None, help="use a Redis session store (loopback only)")
     parser.add_argument("--database-url", default=None, help="a PostgreSQL URL on loopback (default: a fresh SQLite file)")
+    parser.add_argument("--start-redis", action="store_true", help="start a throwaway redis-server for the run")
+    parser.add_argument("--start-postgres", action="store_true", help="start a throwaway PostgreSQL (fsync off) for the run")
+    parser.add_argument("--workers", type=int, default=1, help="web processes behind the one port (uvicorn --workers)")
     parser.add_argument(
         "--queue",
         choices=["in_process", "celery"],
         default="in_process",
-        help="in_process: this server also places the calls; celery (needs --redis-url): only enqueued, as a web process in production",
+        help="in_process: this server also places the calls; celery (needs Redis): only enqueued, as a web process in production",
     )
     args = parser.parse_args()
     if not 1 <= args.count <= MAX_COUNT:
         parser.error(f"--count must be between 1 and {MAX_COUNT}")
     if args.redis_url and not args.redis_url.startswith(("redis://127.", "redis://localhost")):
         parser.error("--redis-url must point at loopback")
-    if args.queue == "celery" and not args.redis_url:
-        parser.error("--queue celery needs --redis-url")
+    if args.queue == "celery" and not (args.redis_url or args.start_redis):
+        parser.error("--queue celery needs --redis-url or --start-redis")
+    if args.workers > 1 and args.queue == "in_process" and not (args.database_url or args.start_postgres):
+        parser.error(
+            "--workers > 1 with the in-process queue needs PostgreSQL: each process would run its own queue on one SQLite file"
+        )
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-post-calls-"))
-    env = {
-        "TELEPHONY_PROVIDER": "none",
-        "RATE_LIMIT_PER_MINUTE": "1000000",
-        "ENFORCE_CALLING_HOURS": "false",
-        # The server's own queue places the calls (context, session, row) while the load runs, as
-        # the single-process set-up does; with Celery that work moves to the queue processes.
-        "QUEUE_RUNNER": args.queue,
-        "DATABASE_URL": args.database_url or f"sqlite:///{workdir / 'bench.db'}",
-        "SECRET_KEY": "bench-secret-key",
-        "LOG_LEVEL": "INFO",
-    }
-    if args.redis_url:
-        env["REDIS_URL"] = args.redis_url
-    with running_server(env, log_path=workdir / "server.log") as base_url:
-        figures = asyncio.run(load(base_url, args.count, args.concurrency, args.max_seconds))
+    with backing_services(args, workdir) as (database_url, redis_url):
+        env = {
+            "TELEPHONY_PROVIDER": "none",
+            "RATE_LIMIT_PER_MINUTE": "1000000",
+            "ENFORCE_CALLING_HOURS": "false",
+            "QUEUE_RUNNER": args.queue,
+            "DATABASE_URL": database_url or f"sqlite:///{workdir / 'bench.db'}",
+            "SECRET_KEY": "bench-secret-key",
+            "LOG_LEVEL": "INFO",
+        }
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+        load_before = os.getloadavg()[0]
+        with running_server(env, log_path=workdir / "server.log", workers=args.workers) as base_url:
+            figures = asyncio.run(load(base_url, args.count, args.concurrency, args.max_seconds))
+    database = "postgresql" if database_url else "sqlite"
+    store = "redis" if redis_url else "memory"
     figures |= {
         "endpoint": "POST /calls",
-        "session_store": "redis" if args.redis_url else "memory",
-        "database": "postgresql" if args.database_url else "sqlite",
+        "configuration": f"{database}, {store} store, {args.queue} queue, {args.workers} web process(es)",
+        "session_store": store,
+        "database": database,
         "queue": args.queue,
-        "server": "1 uvicorn worker on 127.0.0.1",
+        "server": f"uvicorn, {args.workers} worker(s) on 127.0.0.1",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_before": round(load_before, 2),
+            "load_average_after": round(os.getloadavg()[0], 2),
+        },
         "target_p95_ms": 20,
     }
-    print(
-        f"POST /calls x{figures['requests']} at concurrency {args.concurrency} on loopback "
-        f"({figures['session_store']} store, {figures['database']}, queue {args.queue}):"
-    )
+    print(f"POST /calls x{figures['requests']} at concurrency {args.concurrency} on loopback ({figures['configuration']}):")
     if "p50_ms" in figures:
         print(
             f"  p50 {figures['p50_ms']} ms   p95 {figures['p95_ms']} ms   p99 {figures['p99_ms']} ms   max {figures['max_ms']} ms"
         )
-    print(f"  {figures['throughput_per_second']} requests/s over {figures['wall_seconds']} s; statuses {figures['statuses']}")
+    print(
+        f"  {figures['throughput_per_second']} requests/s over {figures['wall_seconds']} s; "
+        f"server CPU {figures['server_cpu_ms_per_request']} ms/request; statuses {figures['statuses']}"
+    )
     print(json.dumps(figures))
 
 

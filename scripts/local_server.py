@@ -61,7 +61,10 @@ def serving_child(
 
 
 @contextlib.contextmanager
-def running_server(env: dict[str, str] | None = None, log_path: Path | None = None, startup_timeout: float = 60) -> Iterator[str]:
+def running_server(
+    env: dict[str, str] | None = None, log_path: Path | None = None, startup_timeout: float = 60, workers: int = 1
+) -> Iterator[str]:
+    """`workers` > 1: uvicorn's process manager with that many web processes on the one port."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     child_env = {**os.environ, "PUBLIC_BASE_URL": base_url, **(env or {})}
@@ -77,6 +80,7 @@ def running_server(env: dict[str, str] | None = None, log_path: Path | None = No
         str(port),
         "--log-level",
         "warning",
+        *(["--workers", str(workers)] if workers > 1 else []),
     ]
     with serving_child(argv, base_url, "server", child_env, log_path, startup_timeout):
         yield base_url

@@ -18,6 +18,8 @@ def test_bench_post_calls_reports_percentiles():
 
     assert figures["statuses"] == {"202": 20}
     assert figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+    assert (figures["concurrency"], figures["configuration"]) == (10, "sqlite, memory store, in_process queue, 1 web process(es)")
+    assert figures["server_cpu_ms_per_request"] > 0  # the server's processes were found and measured
 
 
 def test_bench_campaign_dials_every_lead_once_and_reports():

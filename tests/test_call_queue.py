@@ -374,14 +374,30 @@ async def test_a_campaign_hands_out_no_more_than_its_rate_allows(world):
 
     first = await scheduler.poll_once()
     await scheduler.drain()
-    assert await scheduler.poll_once() == []  # the minute's two dials are spent
-    world.clock.advance(seconds=61)
+    assert await scheduler.poll_once() == []  # the next slot is 30 s away
+    world.clock.advance(seconds=30)
     second = await scheduler.poll_once()
     await scheduler.drain()
+    assert await scheduler.poll_once() == []  # the minute's two dials are spent
 
-    assert (len(first), len(second)) == (2, 2)
-    assert len(world.dials) == 4
-    assert sorted(first + second) == sorted(a.id for a in attempts)[:4]
+    assert (len(first), len(second)) == (1, 1)
+    assert [order.attempt_id for order in world.dials] == sorted(a.id for a in attempts)[:2]
+
+
+async def test_a_campaigns_dials_are_evenly_spaced_not_a_burst_at_the_start_of_the_minute(world):
+    campaign = world.campaign(calls_per_minute=6, max_concurrent_calls=100)
+    for _ in range(8):
+        world.schedule(world.lead(), campaign=campaign)
+    scheduler = InProcessScheduler(world.deps())
+    start = world.clock()
+
+    for _ in range(60):  # two minutes of polls, every queue_poll_seconds
+        await scheduler.poll_once()
+        await scheduler.drain()
+        world.clock.advance(seconds=world.settings.queue_poll_seconds)
+
+    offsets = [(at - start).total_seconds() for at in world.dialed_at]
+    assert offsets == [0, 10, 20, 30, 40, 50, 60, 70]
 
 
 async def test_a_campaign_never_has_more_calls_running_than_its_cap(world):
@@ -417,7 +433,7 @@ async def test_a_paused_campaign_dials_nobody_until_resumed(world):
 
 
 async def test_a_campaign_counts_its_attempts_and_finishes_when_none_can_call_anymore(world):
-    campaign = world.campaign(calls_per_minute=10, max_attempts=1)
+    campaign = world.campaign(calls_per_minute=60, max_attempts=1)  # one a second: all three within the poll
     answered = world.schedule(world.lead(), campaign=campaign)
     unanswered = world.schedule(world.lead(), campaign=campaign)
     opted_out = world.schedule(world.lead(opted_out_at=MORNING), campaign=campaign)

@@ -11,7 +11,7 @@ from control_api.call_intake import accept_call_in_thread
 from control_api.call_visibility import public_context, require_call_visible, require_context_visible
 from control_api.deps import get_db, get_services, get_store
 from control_api.security import guard_public_call_request
-from control_api.workspace_auth import OptionalWorkspaceKey
+from control_api.workspace_auth import OptionalWorkspaceKey, OptionalWorkspaceKeyOffLoop
 from models.call_queue import CallAttempt
 from models.call_request import CallRequest, mask_phone
 from models.call_views import CallAccepted, CallStatusResponse, attempt_status_view, call_status
@@ -48,7 +48,7 @@ async def create_call(
     call_request: CallRequest,
     request: Request,
     services: Annotated[Services, Depends(get_services)],
-    workspace_key: OptionalWorkspaceKey,
+    workspace_key: OptionalWorkspaceKeyOffLoop,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> CallAccepted:
     """Validate, decide and schedule; the queue dials (now, or at `scheduled_for`) and re-checks the policy first.

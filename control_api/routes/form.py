@@ -30,7 +30,11 @@ from models.settings import Settings
 router = APIRouter(tags=["form"])
 
 TURNSTILE_SCRIPT = "https://challenges.cloudflare.com/turnstile/v0/api.js"
-ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+ASSETS = {
+    "app.js": "text/javascript; charset=utf-8",
+    "campaign.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
 
 
 class FormCallAccepted(CallAccepted):
@@ -78,6 +82,20 @@ async def form_page(settings: Annotated[Settings, Depends(get_settings)]) -> HTM
         render_form(settings.turnstile_site_key),
         headers={
             "Content-Security-Policy": _content_security_policy(turnstile),
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get("/campaign", response_class=HTMLResponse, include_in_schema=False)
+async def campaign_page() -> HTMLResponse:
+    """A campaign's progress, live. The page holds nothing; its script reads GET /campaigns/{id} with the
+    workspace key the operator types in (or passes in the URL's #fragment, which no server sees)."""
+    return HTMLResponse(
+        _asset("campaign.html").decode(),
+        headers={
+            "Content-Security-Policy": _content_security_policy(turnstile=False),
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store",
         },

@@ -3,6 +3,7 @@ queue's tests arrange their world with it (tests/test_call_queue*.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,8 @@ class QueueWorld:
     clock: Clock
     workspace_id: int
     dials: list[DialOrder] = field(default_factory=list)
+    # The clock's time at each dial, in order.
+    dialed_at: list[datetime] = field(default_factory=list)
     _phones: Iterator[int] = field(default_factory=lambda: iter(range(100, 10_000)))
 
     def lead(self, **changes) -> Lead:
@@ -119,6 +122,14 @@ class QueueWorld:
 
     async def record_dial(self, order: DialOrder) -> None:
         self.dials.append(order)
+        self.dialed_at.append(self.clock())
+
+    async def sleep(self, seconds: float) -> None:
+        """The queue's wait for a campaign's next slot, on the set clock: runs waiting together
+        for the same instant move it once."""
+        until = self.clock() + timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+        self.clock.now = max(self.clock.now, until)
 
     def deps(self, dial: DialFunction | None = None, limiter: LocalCampaignLimiter | None = None) -> QueueDeps:
         return QueueDeps(
@@ -128,6 +139,7 @@ class QueueWorld:
             limiter=limiter or LocalCampaignLimiter(lease_seconds=600),
             clock=self.clock,
             worker="test-worker",
+            sleep=self.sleep,
         )
 
 

@@ -1,0 +1,47 @@
+"""Build a table row object with every field given, for hot paths.
+
+SQLModel fills each field left out by asking pydantic for its default, and pydantic inspects the
+default factory's signature on every call (for `list`, `dict` and `utcnow`, about 0.15 ms each):
+a row with ten defaulted fields cost 1.5 ms of CPU, most of POST /calls's ORM time. Filling the
+defaults here calls the factories directly and leaves SQLModel nothing to look up.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlmodel import Session, SQLModel
+
+RowT = TypeVar("RowT", bound=SQLModel)
+
+
+def build_row(model: type[RowT], **values: Any) -> RowT:
+    for name, field in model.model_fields.items():
+        if name not in values:
+            factory = field.default_factory
+            values[name] = factory() if factory is not None else field.default  # type: ignore[call-arg]
+    return model(**values)
+
+
+@functools.cache
+def _insert_returning_id(table: sa.Table) -> sa.Insert:
+    # Built once per table; each row's values are bound at execution (building a VALUES clause per
+    # call costs more than running the statement).
+    return sa.insert(table).returning(table.c.id)
+
+
+def insert_row(db: Session, row: SQLModel) -> int:
+    """INSERT the row in one statement, outside the session's unit of work (which costs about 0.4 ms
+    of CPU a row to plan a single insert), and give it the id the database chose. The row is not
+    tracked by the session afterwards: for rows written once and only read back by id."""
+    table: sa.Table = row.__table__  # type: ignore[attr-defined]
+    values = {
+        column.name: value
+        for column in table.columns
+        if not ((value := getattr(row, column.name)) is None and column.primary_key)
+    }
+    new_id: int = db.execute(_insert_returning_id(table), values).scalar_one()
+    row.id = new_id
+    return new_id
