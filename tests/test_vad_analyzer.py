@@ -2,6 +2,7 @@
 
 import asyncio
 import audioop
+import itertools
 
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams, VADState
@@ -41,7 +42,7 @@ def test_shared_vad_decides_like_pipecats_for_each_of_two_interleaved_calls():
 
     assert shared == own
     for states in shared:  # each call's line is heard twice: from quiet to speaking (pauses between words aside)
-        starts = sum(1 for a, b in zip(states, states[1:], strict=False) if a is VADState.STARTING and b is VADState.SPEAKING)
+        starts = sum(1 for a, b in itertools.pairwise(states) if a is VADState.STARTING and b is VADState.SPEAKING)
         assert starts == 2 and states[-1] is VADState.QUIET
     # One ONNX session for the whole process, however many calls.
     analyzers = [SharedSileroVADAnalyzer(params=params) for _ in range(3)]
