@@ -46,6 +46,8 @@ document (below); per run:
 - `voice_cpu_cores_busy`: the CPU seconds of the processes serving /ws over the run's wall time, and
   `calls_per_core_by_cpu`, 60 / CPU seconds per call-minute: the calls one core's CPU could hold at
   this run's cost (an upper bound: it ignores latency); `cpu_seconds_by_process` shows the balance.
+- `callers_cpu_seconds`: this process's own CPU (the simulated callers, on the same machine): when it
+  nears a core over the run's wall time, the callers, not the worker, set the limit.
 
 Top level: `largest_n_within_50ms_of_n1`, the largest N whose heard p95 stays within 50 ms of N=1's
 (with all its calls completed with the scenario's outcome), `per_core` (that N divided by the voice
@@ -293,6 +295,7 @@ class Measured:
     caller_loop_lag_s: list[float]
     cpu_by_process: dict[int, float] = field(default_factory=dict)
     api_cpu_s: float | None = None
+    callers_cpu_s: float | None = None
 
 
 def _cpu_of(pids: list[int]) -> dict[int, float | None]:
@@ -320,6 +323,7 @@ async def run_calls(
                 await http.delete(f"{deployment.standins_url}/standins")
         cpu_before, standin_cpu_before = _cpu_of(deployment.server_pids), _cpu_seconds(deployment.standins_pid)
         api_cpu_before = _cpu_seconds(deployment.api_pid)
+        callers_cpu_before = time.process_time()
         lag_task = asyncio.create_task(_loop_lag(lag))
         began = time.monotonic()
         results: list[CallResult] = []
@@ -332,11 +336,12 @@ async def run_calls(
         server_cpu = sum(by_process.values()) if by_process else None
         standins_cpu = _spent(standin_cpu_before, _cpu_seconds(deployment.standins_pid))
         api_cpu = _spent(api_cpu_before, _cpu_seconds(deployment.api_pid))
+        callers_cpu = time.process_time() - callers_cpu_before
         served = None
         if deployment.standins_url:
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 served = (await http.get(f"{deployment.standins_url}/standins")).json().get("observed")
-    measured = Measured(results, wall_s, server_cpu, standins_cpu, served, lag, by_process, api_cpu)
+    measured = Measured(results, wall_s, server_cpu, standins_cpu, served, lag, by_process, api_cpu, callers_cpu)
     return summarize(deployment, n, scenario, measured)
 
 
@@ -386,6 +391,8 @@ def summarize(deployment: Deployment, n: int, scenario: str, measured: Measured)
         "calls_per_core_by_cpu": round(60 / cpu_per_call_minute, 1) if cpu_per_call_minute else None,
         "cpu_seconds_by_process": {str(pid): round(spent, 2) for pid, spent in measured.cpu_by_process.items()},
         "api_cpu_seconds": round(measured.api_cpu_s, 2) if measured.api_cpu_s is not None else None,
+        # The simulated callers run in this process, on the same cores: when it nears a core they are late.
+        "callers_cpu_seconds": round(measured.callers_cpu_s, 2) if measured.callers_cpu_s is not None else None,
         "standins_cpu_seconds": round(measured.standins_cpu_s, 2) if measured.standins_cpu_s is not None else None,
         "call_minutes": round(call_minutes, 2),
         "wall_seconds": round(measured.wall_s, 1),

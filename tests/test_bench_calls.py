@@ -94,6 +94,7 @@ def test_bench_against_a_voice_pool_of_two_processes_reports_each_process_and_pe
     assert len(result["cpu_seconds_by_process"]) == 2
     assert sum(result["cpu_seconds_by_process"].values()) == pytest.approx(result["server_cpu_seconds"], abs=0.02)
     assert result["api_cpu_seconds"] > 0 and result["voice_cpu_cores_busy"] > 0 and result["calls_per_core_by_cpu"] > 0
+    assert result["callers_cpu_seconds"] > 0
     per_core = report["per_core"]
     assert per_core["voice_processes"] == 2
     largest = report["largest_n_within_50ms_of_n1"]
