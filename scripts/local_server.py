@@ -60,12 +60,11 @@ def serving_child(
             log_file.close()
 
 
-def _uvicorn(factory: str, port: int, workers: int = 1) -> list[str]:
+def _uvicorn(factory: str, port: int) -> list[str]:
     # As the Procfile runs it: no per-message deflate on /ws (compressing base64 audio costs CPU per
     # frame and saves little on a datacenter link).
-    argv = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--ws-per-message-deflate", "false", "--log-level", "warning"]
-    return argv + (["--workers", str(workers)] if workers > 1 else [])
+    serve = ["--factory", factory, "--host", "127.0.0.1", "--port", str(port), "--ws-per-message-deflate", "false"]
+    return [sys.executable, "-m", "uvicorn", *serve, "--log-level", "warning"]
 
 
 @contextlib.contextmanager
@@ -79,7 +78,7 @@ def running_server(env: dict[str, str] | None = None, log_path: Path | None = No
 
 @dataclass
 class VoicePool:
-    """The Procfile's `voice` processes on one loopback port: a uvicorn supervisor and its workers."""
+    """The Procfile's `voice` processes on one loopback port: the pool's launcher and its processes."""
 
     base_url: str
     supervisor_pid: int
@@ -93,7 +92,7 @@ def running_voice_pool(
     """`workers` voice processes serving /ws on one port (needs REDIS_URL in env); ready once each answers."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    argv = _uvicorn("voice_worker.voice_app:app_factory", port, workers)
+    argv = [sys.executable, "-m", "voice_worker.pool", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     with serving_child(argv, base_url, "voice pool", {**os.environ, **env}, log_path, startup_timeout) as supervisor:
         # /health answered once: one process is up. Each new connection lands on whichever accepts it;
         # asking until every process has answered is how to know they all are.
