@@ -553,7 +553,7 @@ async def bench(args: argparse.Namespace, deployment: Deployment) -> list[dict]:
         while n <= args.max_calls:
             runs.append(await run_calls(deployment, n, args.scenario, args.stagger, args.api_key, args.min_calls))
             _progress(runs[-1])
-            if not passes(runs[-1], runs[0]):
+            if not passes(runs[-1], runs[0]) and not args.through:
                 break
             n *= 2
     else:
@@ -570,6 +570,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", choices=("standin", "local"), default="standin")
     parser.add_argument("--sweep", action="store_true", help="N = 1, 2, 4, ... until p95 rises 50 ms above N=1 or a call fails")
     parser.add_argument("--max-calls", type=int, default=64, help="the sweep stops here whatever happens")
+    parser.add_argument(
+        "--through",
+        action="store_true",
+        help="with --sweep: measure every N up to --max-calls, past the first that breaks (one noisy run does not end it)",
+    )
     parser.add_argument("--base-url", default=None, help="a running deployment (TELEPHONY_PROVIDER=none); default: start one")
     parser.add_argument(
         "--server-pid",
