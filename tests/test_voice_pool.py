@@ -3,7 +3,11 @@ the session store in Redis. A call created through the API streams through any o
 the one-stream claim holds across processes; each process journals its own outcomes (issue 8, item 3)."""
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -125,3 +129,20 @@ def test_media_streams_go_to_the_voice_pool_when_it_has_a_public_url():
     assert ws_url(Settings(public_base_url="https://api.example.com")) == "wss://api.example.com/ws"
     pooled = Settings(public_base_url="https://api.example.com", voice_public_url="https://voice.example.com/")
     assert ws_url(pooled) == "wss://voice.example.com/ws"
+
+
+def test_a_voice_process_that_dies_is_started_again(tmp_path, clean_redis):
+    env = server_env(tmp_path, REDIS_URL=clean_redis.url)
+    with running_voice_pool(env, workers=2, log_path=tmp_path / "voice.log") as pool:
+        killed = pool.worker_pids[0]
+        os.kill(killed, signal.SIGKILL)
+        answering: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(answering - {killed}) < 2 and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                answering.add(httpx.get(f"{pool.base_url}/health", timeout=2).json()["pid"])
+            time.sleep(0.05)
+
+    assert killed not in answering
+    assert len(answering) == 2 and pool.worker_pids[1] in answering  # the survivor, and the one started in its place
+    assert f"voice process {killed} exited" in (tmp_path / "voice.log").read_text()
