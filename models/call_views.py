@@ -22,7 +22,8 @@ class CallAccepted(BaseModel):
     status_url: str
     telephony: str
     # Only with TELEPHONY_PROVIDER=none: what an external client sends in its `start` message
-    # (connect once GET status_url shows the call pending: the queue saves its session first).
+    # (connect once GET status_url shows the call pending: the queue saves its session first), and
+    # `url`, the /ws to connect to (the voice pool's when VOICE_PUBLIC_URL is set).
     stream: dict[str, str] | None = None
 
 

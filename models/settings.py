@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     secret_key: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_hex(32)))
     api_key: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8000"
+    # The public URL of the voice pool (the Procfile's `voice` processes) when media streams are served
+    # apart from the API: Twilio's `<Stream>` goes to wss://<its host>/ws. Unset: PUBLIC_BASE_URL's /ws
+    # (the `web` process serves /ws itself).
+    voice_public_url: str | None = None
     # Where TELEPHONY_PROVIDER=simulator's callee connects; unset: this server's own /ws, at the
     # address a request reached it at (PUBLIC_BASE_URL may name a proxy, or another port).
     simulator_ws_url: str | None = None
@@ -156,6 +160,7 @@ class Settings(BaseSettings):
             "twilio_machine_detection": self.twilio_machine_detection if self.telephony_provider == "twilio" else None,
             "sms_followup_enabled": self.twilio_configured,
             "public_base_url": self.public_base_url,
+            "voice_public_url": self.voice_public_url,
             "max_call_seconds": self.max_call_seconds,
             "silence_timeout_seconds": self.silence_timeout_seconds,
         }

@@ -2,6 +2,7 @@
 
     python -m scripts.bench_calls --calls 8 --providers standin
     python -m scripts.bench_calls --sweep --providers standin --plot artifacts/bench-standin.png
+    python -m scripts.bench_calls --sweep --providers standin --workers 2   # a voice pool of 2 processes
     python -m scripts.bench_calls --calls 4 --providers local --base-url http://127.0.0.1:8000
 
 Each call is the project's simulated callee (control_api/telephony/simulated_caller.py) on `/ws`:
@@ -11,7 +12,14 @@ started on a free loopback port (TELEPHONY_PROVIDER=none, a fresh SQLite databas
 the run) with, for `--providers standin`, the provider stand-ins (scripts/standins/) in a process of
 their own and the server's Deepgram, OpenAI and Cartesia pointed at them; for `local`, the offline
 providers. With `--base-url` the deployment is used as it is: run it with TELEPHONY_PROVIDER=none,
-and pass `--standins-url` so the stand-ins' configured delays and served delays can be read.
+and pass `--standins-url` so the stand-ins' configured delays and served delays can be read, and
+`--server-pid` (repeatable) for each process serving /ws whose CPU is to be counted.
+
+`--workers K` runs the media streams in a voice pool instead, as the Procfile's `voice` process does:
+a redis-server, the API process (REDIS_URL, VOICE_PUBLIC_URL naming the pool, the in-process queue)
+and K voice processes on one port (`uvicorn --workers K`); the callers get the pool's /ws from
+POST /calls. The CPU figures are then the pool's (the API process's are reported apart), and the
+per-core figures divide by K.
 
 A run with `--calls N` measures N=1 first (the baseline), then N. `--sweep` measures N = 1, 2, 4, 8, ...
 until the heard p95 is more than 50 ms above N=1's or a call fails, that is ends otherwise than
@@ -35,9 +43,16 @@ document (below); per run:
   the delays the stand-ins actually served; `caller_loop_lag_p99_ms`, this process's own event loop
   lag (when it is high the callers themselves are late and the figures are not to be trusted).
 
+- `voice_cpu_cores_busy`: the CPU seconds of the processes serving /ws over the run's wall time, and
+  `calls_per_core_by_cpu`, 60 / CPU seconds per call-minute: the calls one core's CPU could hold at
+  this run's cost (an upper bound: it ignores latency); `cpu_seconds_by_process` shows the balance.
+- `callers_cpu_seconds`: this process's own CPU (the simulated callers, on the same machine): when it
+  nears a core over the run's wall time, the callers, not the worker, set the limit.
+
 Top level: `largest_n_within_50ms_of_n1`, the largest N whose heard p95 stays within 50 ms of N=1's
-(with all its calls completed with the scenario's outcome), and `result`, the run of the requested N
-(the last one for a sweep).
+(with all its calls completed with the scenario's outcome), `per_core` (that N divided by the voice
+processes, and the best run's calls per core by CPU), and `result`, the run of the requested N (the
+last one for a sweep).
 """
 
 from __future__ import annotations
@@ -63,7 +78,7 @@ from urllib.parse import urlparse
 import httpx
 
 from models.context import ContextInstance
-from scripts.local_server import running_server
+from scripts.local_server import RedisServer, free_port, running_server, running_voice_pool
 from scripts.simulate_call import DEMO_REQUEST, wait_until_placed
 from scripts.standins.app import StandinDelays, provider_env, standins_process
 from scripts.standins.observed import percentile
@@ -258,11 +273,15 @@ async def _loop_lag(samples: list[float]) -> None:
 @dataclass
 class Deployment:
     base_url: str
-    server_pid: int | None
+    # The processes serving /ws: the server, or a voice pool's workers.
+    server_pids: list[int]
     providers: str
     delays: StandinDelays | None
     standins_url: str | None = None
     standins_pid: int | None = None
+    # With a voice pool: the API process, whose CPU is counted apart.
+    api_pid: int | None = None
+    workers: int = 1
     phones: Iterator[str] = field(default_factory=_phones)
 
 
@@ -274,6 +293,17 @@ class Measured:
     standins_cpu_s: float | None
     standins_served: dict | None
     caller_loop_lag_s: list[float]
+    cpu_by_process: dict[int, float] = field(default_factory=dict)
+    api_cpu_s: float | None = None
+    callers_cpu_s: float | None = None
+
+
+def _cpu_of(pids: list[int]) -> dict[int, float | None]:
+    return {pid: _cpu_seconds(pid) for pid in pids}
+
+
+def _cpu_spent(before: dict[int, float | None], after: dict[int, float | None]) -> dict[int, float]:
+    return {pid: spent for pid in before if (spent := _spent(before[pid], after.get(pid))) is not None}
 
 
 def _spent(before: float | None, after: float | None) -> float | None:
@@ -291,7 +321,9 @@ async def run_calls(
         if deployment.standins_url:
             with contextlib.suppress(httpx.HTTPError):
                 await http.delete(f"{deployment.standins_url}/standins")
-        cpu_before, standin_cpu_before = _cpu_seconds(deployment.server_pid), _cpu_seconds(deployment.standins_pid)
+        cpu_before, standin_cpu_before = _cpu_of(deployment.server_pids), _cpu_seconds(deployment.standins_pid)
+        api_cpu_before = _cpu_seconds(deployment.api_pid)
+        callers_cpu_before = time.process_time()
         lag_task = asyncio.create_task(_loop_lag(lag))
         began = time.monotonic()
         results: list[CallResult] = []
@@ -300,13 +332,17 @@ async def run_calls(
             results += await asyncio.gather(*calls)
         wall_s = time.monotonic() - began
         lag_task.cancel()
-        server_cpu = _spent(cpu_before, _cpu_seconds(deployment.server_pid))
+        by_process = _cpu_spent(cpu_before, _cpu_of(deployment.server_pids))
+        server_cpu = sum(by_process.values()) if by_process else None
         standins_cpu = _spent(standin_cpu_before, _cpu_seconds(deployment.standins_pid))
+        api_cpu = _spent(api_cpu_before, _cpu_seconds(deployment.api_pid))
+        callers_cpu = time.process_time() - callers_cpu_before
         served = None
         if deployment.standins_url:
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 served = (await http.get(f"{deployment.standins_url}/standins")).json().get("observed")
-    return summarize(deployment, n, scenario, Measured(results, wall_s, server_cpu, standins_cpu, served, lag))
+    measured = Measured(results, wall_s, server_cpu, standins_cpu, served, lag, by_process, api_cpu, callers_cpu)
+    return summarize(deployment, n, scenario, measured)
 
 
 def summarize(deployment: Deployment, n: int, scenario: str, measured: Measured) -> dict:
@@ -333,6 +369,7 @@ def summarize(deployment: Deployment, n: int, scenario: str, measured: Measured)
                     stages.setdefault(key.removesuffix("_ms"), []).append(value)
     expected = EXPECTED_OUTCOME.get(scenario)
     cpu, lag = measured.server_cpu_s, measured.caller_loop_lag_s
+    cpu_per_call_minute = cpu / call_minutes if cpu is not None and call_minutes else None
     return {
         "calls": n,
         "rounds": len(results) // n,
@@ -348,8 +385,14 @@ def summarize(deployment: Deployment, n: int, scenario: str, measured: Measured)
         "llm_first_sentence_stream_ms": _dist(first_sentence_ms),
         "outbound_frame_gap_ms": {**_dist(gaps), "max": round(max(gaps), 1) if gaps else None},
         "outbound_frame_jitter_p99_ms": round(percentile(lateness, 0.99), 1) if lateness else None,
-        "cpu_seconds_per_call_minute": round(cpu / call_minutes, 2) if cpu is not None and call_minutes else None,
+        "cpu_seconds_per_call_minute": round(cpu_per_call_minute, 2) if cpu_per_call_minute else None,
         "server_cpu_seconds": round(cpu, 2) if cpu is not None else None,
+        "voice_cpu_cores_busy": round(cpu / measured.wall_s, 2) if cpu is not None and measured.wall_s else None,
+        "calls_per_core_by_cpu": round(60 / cpu_per_call_minute, 1) if cpu_per_call_minute else None,
+        "cpu_seconds_by_process": {str(pid): round(spent, 2) for pid, spent in measured.cpu_by_process.items()},
+        "api_cpu_seconds": round(measured.api_cpu_s, 2) if measured.api_cpu_s is not None else None,
+        # The simulated callers run in this process, on the same cores: when it nears a core they are late.
+        "callers_cpu_seconds": round(measured.callers_cpu_s, 2) if measured.callers_cpu_s is not None else None,
         "standins_cpu_seconds": round(measured.standins_cpu_s, 2) if measured.standins_cpu_s is not None else None,
         "call_minutes": round(call_minutes, 2),
         "wall_seconds": round(measured.wall_s, 1),
@@ -381,6 +424,20 @@ def largest_n_within(runs: list[dict]) -> int | None:
             break
         best = run["calls"]
     return best
+
+
+def per_core(runs: list[dict], workers: int) -> dict:
+    """Capacity per voice process (one core each at most: a process's calls share one GIL)."""
+    largest = largest_n_within(runs)
+    held = [r for r in runs if largest is not None and r["calls"] <= largest]
+    best = held[-1] if held else None
+    return {
+        "voice_processes": workers,
+        "calls_within_50ms_of_n1_per_process": round(largest / workers, 1) if largest else None,
+        "calls_per_core_by_cpu_at_that_n": best["calls_per_core_by_cpu"] if best else None,
+        "outbound_frame_gap_p99_ms_at_that_n": best["outbound_frame_gap_ms"]["p99"] if best else None,
+        "outbound_frame_jitter_p99_ms_at_that_n": best["outbound_frame_jitter_p99_ms"] if best else None,
+    }
 
 
 def plot(runs: list[dict], baseline_p95: float | None, path: Path, title: str) -> Path:
@@ -437,12 +494,13 @@ def deployment_for(args: argparse.Namespace, workdir: Path) -> Iterator[Deployme
     )
     if args.base_url:
         port = urlparse(args.base_url).port
-        pid = args.server_pid or (pid_listening_on(port) if port else None)
+        found = pid_listening_on(port) if port else None
+        pids = args.server_pid or ([found] if found else [])
         if delays is not None and args.standins_url:
             with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
                 configured = httpx.get(f"{args.standins_url}/standins", timeout=5).json()["delays"]
                 delays = StandinDelays(**configured)
-        yield Deployment(args.base_url, pid, args.providers, delays, args.standins_url)
+        yield Deployment(args.base_url, pids, args.providers, delays, args.standins_url, workers=max(len(pids), 1))
         return
     env = {
         "TELEPHONY_PROVIDER": "none",
@@ -451,6 +509,8 @@ def deployment_for(args: argparse.Namespace, workdir: Path) -> Iterator[Deployme
         "RATE_LIMIT_PER_MINUTE": "1000000",
         "ENFORCE_CALLING_HOURS": "false",
         "LOG_LEVEL": "INFO",
+        "OUTCOME_JOURNAL_DIR": str(workdir / "journal"),
+        "RECORDINGS_DIR": str(workdir / "recordings"),
     }
     with contextlib.ExitStack() as stack:
         standins_url = standins_pid = None
@@ -459,9 +519,23 @@ def deployment_for(args: argparse.Namespace, workdir: Path) -> Iterator[Deployme
             env |= provider_env(standins_url)
         else:
             env |= {"STT_PROVIDER": "local", "LLM_PROVIDER": "local", "TTS_PROVIDER": "local"}
-        base_url = stack.enter_context(running_server(env, log_path=workdir / "server.log"))
-        pid = pid_listening_on(urlparse(base_url).port or 0)
-        yield Deployment(base_url, pid, args.providers, delays, standins_url, standins_pid)
+        if not args.workers:
+            base_url = stack.enter_context(running_server(env, log_path=workdir / "server.log"))
+            pid = pid_listening_on(urlparse(base_url).port or 0)
+            yield Deployment(base_url, [pid] if pid else [], args.providers, delays, standins_url, standins_pid)
+            return
+        redis_server = RedisServer(free_port(), workdir)
+        redis_server.start()
+        stack.callback(redis_server.stop)
+        env |= {"REDIS_URL": redis_server.url, "QUEUE_RUNNER": "in_process"}
+        pool = stack.enter_context(running_voice_pool(env, args.workers, log_path=workdir / "voice.log"))
+        base_url = stack.enter_context(
+            running_server({**env, "VOICE_PUBLIC_URL": pool.base_url}, log_path=workdir / "server.log")
+        )
+        api_pid = pid_listening_on(urlparse(base_url).port or 0)
+        yield Deployment(
+            base_url, pool.worker_pids, args.providers, delays, standins_url, standins_pid, api_pid=api_pid, workers=args.workers
+        )
 
 
 def _progress(run: dict) -> None:
@@ -479,7 +553,7 @@ async def bench(args: argparse.Namespace, deployment: Deployment) -> list[dict]:
         while n <= args.max_calls:
             runs.append(await run_calls(deployment, n, args.scenario, args.stagger, args.api_key, args.min_calls))
             _progress(runs[-1])
-            if not passes(runs[-1], runs[0]):
+            if not passes(runs[-1], runs[0]) and not args.through:
                 break
             n *= 2
     else:
@@ -496,8 +570,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", choices=("standin", "local"), default="standin")
     parser.add_argument("--sweep", action="store_true", help="N = 1, 2, 4, ... until p95 rises 50 ms above N=1 or a call fails")
     parser.add_argument("--max-calls", type=int, default=64, help="the sweep stops here whatever happens")
+    parser.add_argument(
+        "--through",
+        action="store_true",
+        help="with --sweep: measure every N up to --max-calls, past the first that breaks (one noisy run does not end it)",
+    )
     parser.add_argument("--base-url", default=None, help="a running deployment (TELEPHONY_PROVIDER=none); default: start one")
-    parser.add_argument("--server-pid", type=int, default=None, help="its process, for the CPU figures (default: found by port)")
+    parser.add_argument(
+        "--server-pid",
+        type=int,
+        action="append",
+        default=None,
+        help="a process serving /ws, for the CPU figures; repeat it for each process of a pool (default: found by port)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run /ws in a voice pool of this many processes beside the API (Redis); 0: the one server serves it",
+    )
     parser.add_argument("--standins-url", default=None, help="with --base-url: the stand-ins it uses, for their delays")
     parser.add_argument("--api-key", default=None, help="X-API-Key, when the deployment requires one")
     parser.add_argument("--scenario", choices=sorted(EXPECTED_OUTCOME), default="happy")
@@ -516,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.calls < 1 or args.max_calls < 1:
         parser.error("--calls and --max-calls must be at least 1")
+    if args.workers < 0 or (args.workers and args.base_url):
+        parser.error("--workers starts a pool of its own: at least 0, and not with --base-url")
     if args.base_url and urlparse(args.base_url).hostname not in ("127.0.0.1", "localhost", "::1"):
         parser.error("--base-url must be on loopback")
 
@@ -525,7 +618,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = asyncio.run(bench(args, deployment))
     plot_path = args.plot or (Path("artifacts") / f"bench-calls-{args.providers}.png" if args.sweep else None)
     if plot_path is not None:
-        title = f"{args.providers} providers, {machine['cpus']} CPUs, scenario {args.scenario}"
+        pool = f", voice pool of {args.workers}" if args.workers else ""
+        title = f"{args.providers} providers, {machine['cpus']} CPUs{pool}, scenario {args.scenario}"
         plot(runs, runs[0]["heard_ms"]["p95"], plot_path, title)
     report = {
         "providers": args.providers,
@@ -540,7 +634,9 @@ def main(argv: list[str] | None = None) -> int:
             "llm_tokens_per_second": deployment.delays.llm_tokens_per_second,
             "tts_first_audio": round(deployment.delays.tts_first_audio_s * 1000, 1),
         },
+        "workers": deployment.workers,
         "largest_n_within_50ms_of_n1": largest_n_within(runs),
+        "per_core": per_core(runs, deployment.workers),
         "result": runs[-1],
         "runs": runs,
         "plot": str(plot_path) if plot_path else None,

@@ -60,6 +60,13 @@ def serving_child(
             log_file.close()
 
 
+def _uvicorn(factory: str, port: int) -> list[str]:
+    # As the Procfile runs it: no per-message deflate on /ws (compressing base64 audio costs CPU per
+    # frame and saves little on a datacenter link).
+    serve = ["--factory", factory, "--host", "127.0.0.1", "--port", str(port), "--ws-per-message-deflate", "false"]
+    return [sys.executable, "-m", "uvicorn", *serve, "--log-level", "warning"]
+
+
 @contextlib.contextmanager
 def running_server(
     env: dict[str, str] | None = None, log_path: Path | None = None, startup_timeout: float = 60, workers: int = 1
@@ -68,22 +75,40 @@ def running_server(
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     child_env = {**os.environ, "PUBLIC_BASE_URL": base_url, **(env or {})}
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "control_api.main:app_factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        *(["--workers", str(workers)] if workers > 1 else []),
-    ]
+    argv = [*_uvicorn("control_api.main:app_factory", port), *(["--workers", str(workers)] if workers > 1 else [])]
     with serving_child(argv, base_url, "server", child_env, log_path, startup_timeout):
         yield base_url
+
+
+@dataclass
+class VoicePool:
+    """The Procfile's `voice` processes on one loopback port: the pool's launcher and its processes."""
+
+    base_url: str
+    supervisor_pid: int
+    worker_pids: list[int]
+
+
+@contextlib.contextmanager
+def running_voice_pool(
+    env: dict[str, str], workers: int, log_path: Path | None = None, startup_timeout: float = 90
+) -> Iterator[VoicePool]:
+    """`workers` voice processes serving /ws on one port (needs REDIS_URL in env); ready once each answers."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "voice_worker.pool", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    with serving_child(argv, base_url, "voice pool", {**os.environ, **env}, log_path, startup_timeout) as supervisor:
+        # /health answered once: one process is up. Each new connection lands on whichever accepts it;
+        # asking until every process has answered is how to know they all are.
+        seen: set[int] = set()
+        deadline = time.monotonic() + startup_timeout
+        while len(seen) < workers:
+            with contextlib.suppress(httpx.HTTPError):
+                seen.add(httpx.get(f"{base_url}/health", timeout=2).json()["pid"])
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(seen)} of {workers} voice processes answered (log: {log_path})")
+            time.sleep(0.05)
+        yield VoicePool(base_url, supervisor.pid, sorted(seen))
 
 
 @dataclass

@@ -33,3 +33,13 @@ def dial_failure_reason(exc: BaseException) -> str:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     reason = mask_phone_numbers(reason)
     return reason if len(reason) <= REASON_CHARACTERS else reason[:REASON_CHARACTERS] + "…"
+
+
+class NoDialer:
+    """The dialer of a process that never places calls (the voice pool: it only answers media streams)."""
+
+    async def dial(self, job: CallJob, context: ContextInstance) -> DialResult:
+        raise RuntimeError("this process serves media streams only; calls are placed by the control API")
+
+    async def aclose(self) -> None:
+        return None

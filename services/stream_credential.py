@@ -24,7 +24,8 @@ def token_matches(call_id: UUID | str, token: str | None, secret_key: str) -> bo
 
 
 def ws_url(settings: Settings) -> str:
-    base = settings.public_base_url.rstrip("/")
+    """Where media streams connect: the voice pool when there is one, else this app's own /ws."""
+    base = (settings.voice_public_url or settings.public_base_url).rstrip("/")
     scheme = "wss" if base.startswith("https://") else "ws"
     return f"{scheme}://{base.split('://', 1)[1]}{STREAM_PATH}"
 

@@ -41,9 +41,12 @@ class SimulatorDialer:
         self._calls: set[asyncio.Task] = set()
 
     def callee_ws_url(self) -> str:
-        # The callee runs in this process: it dials where this server listens, whatever PUBLIC_BASE_URL says.
+        # The callee runs in this process: it dials where this server listens, whatever PUBLIC_BASE_URL
+        # says, unless the media streams are served by a voice pool of their own.
+        if self._settings.simulator_ws_url or self._settings.voice_public_url:
+            return self._settings.simulator_ws_url or ws_url(self._settings)
         learned = self._callee_ws_url() if self._callee_ws_url else None
-        return self._settings.simulator_ws_url or learned or ws_url(self._settings)
+        return learned or ws_url(self._settings)
 
     async def dial(self, job: CallJob, context: ContextInstance) -> DialResult:
         params = stream_parameters(self._settings, job.id)

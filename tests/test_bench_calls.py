@@ -78,3 +78,56 @@ def test_largest_n_is_the_last_before_p95_rises_50ms_or_a_call_fails():
     assert bench_calls.largest_n_within([{**_run(1, 700, completed=1), "rounds": 2}]) is None
     # Completed, but the callee was never heard (no_answer instead of the booking): a failed call too.
     assert bench_calls.largest_n_within([_run(1, 700), {**_run(2, 710), "expected_outcome_calls": 1}]) == 1
+
+
+def test_bench_against_a_voice_pool_of_two_processes_reports_each_process_and_per_core_figures(capsys):
+    code = bench_calls.main(
+        ["--calls", "2", "--providers", "standin", "--scenario", "opt_out", "--workers", "2", "--min-calls", "1"]
+    )
+    report = json.loads(capsys.readouterr().out)
+
+    assert code == 0
+    assert report["workers"] == 2
+    result = report["result"]
+    assert result["completed_calls"] == 2 and result["expected_outcome_calls"] == 2
+    # The pool's two processes are measured apart from the API process, which served no stream.
+    assert len(result["cpu_seconds_by_process"]) == 2
+    assert sum(result["cpu_seconds_by_process"].values()) == pytest.approx(result["server_cpu_seconds"], abs=0.02)
+    assert result["api_cpu_seconds"] > 0 and result["voice_cpu_cores_busy"] > 0 and result["calls_per_core_by_cpu"] > 0
+    assert result["callers_cpu_seconds"] > 0
+    per_core = report["per_core"]
+    assert per_core["voice_processes"] == 2
+    largest = report["largest_n_within_50ms_of_n1"]
+    if largest is not None:
+        assert per_core["calls_within_50ms_of_n1_per_process"] == largest / 2
+        assert per_core["outbound_frame_jitter_p99_ms_at_that_n"] is not None
+
+
+def test_per_core_figures_divide_the_largest_n_by_the_voice_processes():
+    runs = [
+        {
+            **_run(1, 700),
+            "calls_per_core_by_cpu": 30.0,
+            "outbound_frame_gap_ms": {"p99": 44.0},
+            "outbound_frame_jitter_p99_ms": 4.0,
+        },
+        {
+            **_run(8, 720),
+            "calls_per_core_by_cpu": 33.0,
+            "outbound_frame_gap_ms": {"p99": 50.0},
+            "outbound_frame_jitter_p99_ms": 9.0,
+        },
+        {
+            **_run(16, 900),
+            "calls_per_core_by_cpu": 35.0,
+            "outbound_frame_gap_ms": {"p99": 90.0},
+            "outbound_frame_jitter_p99_ms": 50.0,
+        },
+    ]
+    assert bench_calls.per_core(runs, workers=2) == {
+        "voice_processes": 2,
+        "calls_within_50ms_of_n1_per_process": 4.0,
+        "calls_per_core_by_cpu_at_that_n": 33.0,
+        "outbound_frame_gap_p99_ms_at_that_n": 50.0,
+        "outbound_frame_jitter_p99_ms_at_that_n": 9.0,
+    }

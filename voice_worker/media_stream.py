@@ -1,6 +1,7 @@
 """`/ws`: where Twilio Media Streams (or the simulator) connect."""
 
 import contextlib
+import os
 
 import structlog
 from fastapi import APIRouter, WebSocket
@@ -59,6 +60,7 @@ async def media_stream(websocket: WebSocket) -> None:
         log.info(
             "media_stream_started",
             stream_sid=session.stream_sid,
+            process=os.getpid(),  # which process of a voice pool serves the call
             stt=services.settings.stt_provider,
             llm=services.settings.llm_provider,
             tts=services.settings.tts_provider,

@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 
 from fastapi import WebSocket
-from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
@@ -25,6 +24,7 @@ from voice_worker.processors.checked_twilio_serializer import CheckedTwilioFrame
 from voice_worker.processors.keypad_opt_out import KeypadOptOut
 from voice_worker.processors.turn_timing_observer import TurnTimingObserver
 from voice_worker.providers.selection import make_llm, make_stt, make_tts
+from voice_worker.vad_analyzer import SharedSileroVADAnalyzer
 
 
 @dataclass
@@ -80,7 +80,7 @@ def build_pipeline(websocket: WebSocket, settings: Settings, session: CallSessio
         [
             transport.input(),  # Twilio media in: 8 kHz mu-law -> PCM
             KeypadOptOut(session),  # DTMF 0 opts out
-            VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=0.3))),
+            VADProcessor(vad_analyzer=SharedSileroVADAnalyzer(params=VADParams(stop_secs=0.3))),
             make_stt(settings, session),
             aggregators.user(),
             make_llm(settings, session),
@@ -97,8 +97,10 @@ def build_pipeline(websocket: WebSocket, settings: Settings, session: CallSessio
             audio_out_sample_rate=SAMPLE_RATE,
             enable_metrics=True,
         ),
-        observers=[TurnTimingObserver(session)],
+        # Once per frame, not once per processor it passes: with tens of calls every hop is CPU.
+        observers=[TurnTimingObserver(session, observe_every_push=False)],
         idle_timeout_secs=None,  # the hang-up policy owns silence and duration limits
         enable_rtvi=False,
+        enable_turn_tracking=False,  # pipecat's own turn observer: TurnTimingObserver times the turns
     )
     return CallPipeline(worker, transport, serializer, aggregators.user(), aggregators.assistant(), recorder)

@@ -21,7 +21,7 @@ from models.log_config import get_logger
 from models.session_store import SessionStore, SessionStoreUnavailable
 from models.tables import Call
 from services import Services
-from services.stream_credential import stream_parameters
+from services.stream_credential import stream_parameters, ws_url
 
 log = get_logger(__name__)
 router = APIRouter(tags=["calls"])
@@ -73,7 +73,9 @@ async def create_call(
         scheduled_for=accepted.scheduled_for,
         status_url=str(request.url_for("get_call", call_id=accepted.call_id)),
         telephony=settings.telephony_provider,
-        stream=stream_parameters(settings, accepted.call_id) if settings.telephony_provider == "none" else None,
+        stream={**stream_parameters(settings, accepted.call_id), "url": ws_url(settings)}
+        if settings.telephony_provider == "none"
+        else None,
     )
 
 
