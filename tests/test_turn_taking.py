@@ -1,0 +1,50 @@
+"""Turn-taking settings reach the pipeline's VAD and turn strategies; the Smart Turn model is shared."""
+
+from __future__ import annotations
+
+import numpy as np
+from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
+from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAnalyzerUserTurnStopStrategy
+
+from models.settings import Settings
+from voice_worker.providers.espeak_synth import resample_pcm16, synthesize
+from voice_worker.turn_taking import SharedSmartTurnAnalyzer, smart_turn_session, user_turn_strategies, vad_analyzer
+
+
+def test_vad_stop_setting_reaches_the_vad() -> None:
+    assert vad_analyzer(Settings(vad_stop_seconds=0.15)).params.stop_secs == 0.15
+    assert Settings().vad_stop_seconds == 0.2
+
+
+def test_smart_turn_decides_the_turn_end_on_one_shared_model() -> None:
+    settings = Settings(smart_turn=True, smart_turn_stop_seconds=1.5)
+    first, second = user_turn_strategies(settings).stop, user_turn_strategies(settings).stop
+    assert first and second
+    assert isinstance(first[0], TurnAnalyzerUserTurnStopStrategy)
+    analyzers = [s._turn_analyzer for s in (first[0], second[0])]  # type: ignore[attr-defined]
+    assert all(isinstance(a, SharedSmartTurnAnalyzer) for a in analyzers)
+    assert analyzers[0].params.stop_secs == 1.5
+    # Two calls, one onnx session and one set of inference threads in the process.
+    assert analyzers[0]._session is analyzers[1]._session is smart_turn_session()
+    assert analyzers[0]._model_executor is analyzers[1]._model_executor
+
+
+def test_without_smart_turn_a_silence_timeout_ends_the_turn() -> None:
+    stop = user_turn_strategies(Settings(smart_turn=False, user_speech_timeout_seconds=0.45)).stop
+    assert stop and isinstance(stop[0], SpeechTimeoutUserTurnStopStrategy)
+    assert stop[0]._user_speech_timeout == 0.45  # type: ignore[attr-defined]
+
+
+async def test_shared_smart_turn_judges_a_finished_sentence_complete() -> None:
+    analyzer = SharedSmartTurnAnalyzer()
+    analyzer.set_sample_rate(8000)
+    pcm, rate = synthesize("yes sure i have a minute", voice="en-us+m3", rate_wpm=165)
+    speech = resample_pcm16(pcm, rate, 8000)
+    for i in range(0, len(speech), 320):
+        analyzer.append_audio(speech[i : i + 320], is_speech=True)
+    analyzer.append_audio(bytes(1600), is_speech=False)  # the VAD's stop: 100 ms of silence
+    state, metrics = await analyzer.analyze_end_of_turn()
+    assert state == EndOfTurnState.COMPLETE
+    assert metrics is not None and metrics.probability > 0.5  # type: ignore[attr-defined]
+    assert np.isfinite(metrics.e2e_processing_time_ms)  # type: ignore[attr-defined]

@@ -1,0 +1,81 @@
+"""When the caller's turn is over: Silero VAD with a short stop, then Smart Turn v3 or a silence timeout.
+
+Settings (models/settings.py, README's settings table): VAD_STOP_SECONDS, SMART_TURN,
+SMART_TURN_STOP_SECONDS, USER_SPEECH_TIMEOUT_SECONDS.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import onnxruntime as ort
+from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn, SmartTurnParams
+from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAnalyzerUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+
+from models.settings import Settings
+
+_SMART_TURN_MODEL = "smart-turn-v3.2-cpu.onnx"
+_model_lock = threading.Lock()
+_session: ort.InferenceSession | None = None
+
+
+def smart_turn_session() -> ort.InferenceSession:
+    """The bundled Smart Turn v3 model, loaded once per process and shared by every call.
+
+    onnxruntime's `run` is safe to call from several threads at once and releases the GIL.
+    """
+    from importlib import resources
+
+    path = str(resources.files("pipecat.audio.turn.smart_turn.data").joinpath(_SMART_TURN_MODEL))
+    options = ort.SessionOptions()
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    # One thread per inference; concurrent calls' inferences run side by side in the executor below.
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    global _session
+    with _model_lock:
+        if _session is None:
+            _session = ort.InferenceSession(path, sess_options=options)
+        return _session
+
+
+@lru_cache(maxsize=1)
+def _inference_threads() -> ThreadPoolExecutor:
+    # ~50-80 ms an inference on this project's 2-core machine: off the event loop, one at a time per core.
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="smart-turn")
+
+
+class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
+    """Pipecat's local Smart Turn v3 analyzer on the process's shared model and inference threads.
+
+    The stock analyzer loads its own onnx session (and starts its own thread) for every call.
+    """
+
+    def __init__(self, *, params: SmartTurnParams | None = None) -> None:
+        BaseSmartTurn.__init__(self, params=params)  # skips LocalSmartTurnAnalyzerV3's model load
+        self._log_data = False
+        self._session = smart_turn_session()
+
+    @property
+    def _model_executor(self) -> ThreadPoolExecutor:
+        return _inference_threads()
+
+
+def vad_analyzer(settings: Settings) -> SileroVADAnalyzer:
+    return SileroVADAnalyzer(params=VADParams(stop_secs=settings.vad_stop_seconds))
+
+
+def user_turn_strategies(settings: Settings) -> UserTurnStrategies:
+    if settings.smart_turn:
+        analyzer = SharedSmartTurnAnalyzer(params=SmartTurnParams(stop_secs=settings.smart_turn_stop_seconds))
+        return UserTurnStrategies(stop=[TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)])
+    return UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=settings.user_speech_timeout_seconds)])
