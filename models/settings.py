@@ -96,8 +96,9 @@ class Settings(BaseSettings):
     # On: at each VAD stop the Smart Turn v3 model (bundled with pipecat, ~50-80 ms on a CPU) decides
     # whether the turn is over. Off: the turn ends USER_SPEECH_TIMEOUT_SECONDS after VAD stop.
     smart_turn: bool = True
-    # With SMART_TURN: silence after which the turn ends even though the model judged it unfinished.
-    smart_turn_stop_seconds: float = Field(default=1.0, gt=0, le=10.0)
+    # With SMART_TURN: silence after VAD stop after which the turn ends although the model judged it
+    # unfinished (pipecat's default is 3 s; the model judges some finished lines unfinished).
+    smart_turn_stop_seconds: float = Field(default=0.5, gt=0, le=10.0)
     # Without SMART_TURN: silence after VAD stop before the turn ends.
     user_speech_timeout_seconds: float = Field(default=0.3, ge=0, le=5.0)
     # Offline recognizer (voice_worker/providers/recognition_pool.py): worker processes that decode

@@ -11,6 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
+import numpy as np
 import onnxruntime as ort
 from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn, SmartTurnParams
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
@@ -44,7 +45,10 @@ def smart_turn_session() -> ort.InferenceSession:
     global _session
     with _model_lock:
         if _session is None:
-            _session = ort.InferenceSession(path, sess_options=options)
+            session = ort.InferenceSession(path, sess_options=options)
+            # The first inference costs 2-3x the next ones (allocations): pay it here, not in a call.
+            session.run(None, {"input_features": np.zeros((1, 80, 800), dtype=np.float32)})
+            _session = session
         return _session
 
 
