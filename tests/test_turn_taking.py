@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import numpy as np
-from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
+from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer, BaseTurnParams, EndOfTurnState
+from pipecat.clocks.system_clock import SystemClock
+from pipecat.frames.frames import TranscriptionFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame
+from pipecat.metrics.metrics import MetricsData
+from pipecat.processors.frame_processor import FrameProcessorSetup
 from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAnalyzerUserTurnStopStrategy
+from pipecat.utils.asyncio.task_manager import TaskManager
 
 from models.settings import Settings
 from voice_worker.providers.espeak_synth import resample_pcm16, synthesize
-from voice_worker.turn_taking import SharedSmartTurnAnalyzer, smart_turn_session, user_turn_strategies, vad_analyzer
+from voice_worker.turn_taking import (
+    SharedSmartTurnAnalyzer,
+    TranscriptAwareTurnStop,
+    ends_unfinished,
+    smart_turn_session,
+    user_turn_strategies,
+    vad_analyzer,
+)
 
 
 def test_vad_stop_setting_reaches_the_vad() -> None:
@@ -21,7 +36,7 @@ def test_smart_turn_decides_the_turn_end_on_one_shared_model() -> None:
     settings = Settings(smart_turn=True, smart_turn_stop_seconds=1.5)
     first, second = user_turn_strategies(settings).stop, user_turn_strategies(settings).stop
     assert first and second
-    assert isinstance(first[0], TurnAnalyzerUserTurnStopStrategy)
+    assert isinstance(first[0], TranscriptAwareTurnStop) and isinstance(first[0], TurnAnalyzerUserTurnStopStrategy)
     analyzers = [s._turn_analyzer for s in (first[0], second[0])]  # type: ignore[attr-defined]
     assert all(isinstance(a, SharedSmartTurnAnalyzer) for a in analyzers)
     assert analyzers[0].params.stop_secs == 1.5
@@ -48,3 +63,70 @@ async def test_shared_smart_turn_judges_a_finished_sentence_complete() -> None:
     assert state == EndOfTurnState.COMPLETE
     assert metrics is not None and metrics.probability > 0.5  # type: ignore[attr-defined]
     assert np.isfinite(metrics.e2e_processing_time_ms)  # type: ignore[attr-defined]
+
+
+class _AlwaysComplete(BaseTurnAnalyzer):
+    """A turn model that judges every pause the end of the turn (Smart Turn on flat synthetic speech)."""
+
+    @property
+    def speech_triggered(self) -> bool:
+        return True
+
+    @property
+    def params(self) -> BaseTurnParams:
+        return BaseTurnParams()
+
+    def append_audio(self, buffer: bytes, is_speech: bool) -> EndOfTurnState:
+        return EndOfTurnState.INCOMPLETE
+
+    async def analyze_end_of_turn(self) -> tuple[EndOfTurnState, MetricsData | None]:
+        return EndOfTurnState.COMPLETE, None
+
+    def clear(self) -> None:
+        pass
+
+
+async def _turn_stop_strategy(stopped: asyncio.Event) -> TranscriptAwareTurnStop:
+    strategy = TranscriptAwareTurnStop(turn_analyzer=_AlwaysComplete(), stop_seconds=0.3)
+    setup = FrameProcessorSetup(
+        clock=SystemClock(), pipeline_worker=None, task_manager=TaskManager(loop=asyncio.get_running_loop())
+    )  # type: ignore[arg-type]
+    await strategy.setup(setup)
+
+    @strategy.event_handler("on_user_turn_stopped")
+    async def on_stopped(*_args) -> None:
+        stopped.set()
+
+    return strategy
+
+
+async def _pause(strategy: TranscriptAwareTurnStop, words: str) -> None:
+    await strategy.process_frame(VADUserStartedSpeakingFrame())
+    await strategy.process_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2, timestamp=time.time()))
+    frame = TranscriptionFrame(words, "", "")
+    frame.finalized = True
+    await strategy.process_frame(frame)
+
+
+async def test_a_pause_after_an_unfinished_phrase_does_not_end_the_turn() -> None:
+    stopped = asyncio.Event()
+    strategy = await _turn_stop_strategy(stopped)
+    await _pause(strategy, "tuesday at")
+    await asyncio.sleep(0)
+    assert not stopped.is_set()
+    await _pause(strategy, "three pm works for me")  # the caller goes on: the same turn, now finished
+    await asyncio.wait_for(stopped.wait(), timeout=5)
+    await strategy.cleanup()
+
+
+async def test_silence_after_an_unfinished_phrase_ends_the_turn_at_the_stop_seconds() -> None:
+    stopped = asyncio.Event()
+    strategy = await _turn_stop_strategy(stopped)
+    await _pause(strategy, "we have about")
+    await asyncio.wait_for(stopped.wait(), timeout=5)  # SMART_TURN_STOP_SECONDS later, nothing more said
+    await strategy.cleanup()
+
+
+def test_unfinished_endings() -> None:
+    assert ends_unfinished("Tuesday at") and ends_unfinished("we have about,")
+    assert not ends_unfinished("tuesday at three pm works for me") and not ends_unfinished("")

@@ -6,6 +6,7 @@ SMART_TURN_STOP_SECONDS, USER_SPEECH_TIMEOUT_SECONDS.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +75,101 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
         return _inference_threads()
 
 
+# A line whose words so far end on one of these is not over, whatever its sound says: "tuesday at | three
+# pm", "we have about | twenty employees". The simulated callee's speech has no prosody for the model to
+# hear, and a short VAD stop falls inside such a pause (measured: "tuesday at three pm works for me" is
+# two VAD segments at every stop below 0.3 s, and Smart Turn judged "tuesday at" finished).
+UNFINISHED_ENDINGS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "at",
+        "on",
+        "in",
+        "to",
+        "for",
+        "of",
+        "from",
+        "with",
+        "and",
+        "or",
+        "but",
+        "my",
+        "our",
+        "your",
+        "their",
+        "his",
+        "her",
+        "its",
+        "is",
+        "are",
+        "was",
+        "i",
+        "i'm",
+        "we",
+        "about",
+        "around",
+        "like",
+        "than",
+        "as",
+        "if",
+        "so",
+        "because",
+    ]
+)
+
+
+def ends_unfinished(text: str) -> bool:
+    words = text.lower().replace(",", " ").replace(".", " ").split()
+    return bool(words) and words[-1] in UNFINISHED_ENDINGS
+
+
+class TranscriptAwareTurnStop(TurnAnalyzerUserTurnStopStrategy):
+    """Smart Turn's decision, held while the words so far end mid-phrase (for at most the silence fallback).
+
+    The stock strategy ends the turn once the model judges it complete and the transcript is final. When
+    that transcript ends on a word that cannot end a sentence, this waits: more speech (a new VAD start)
+    continues the turn; `SMART_TURN_STOP_SECONDS` of silence ends it anyway.
+    """
+
+    def __init__(self, *, stop_seconds: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._stop_seconds = stop_seconds
+        self._hold_task: asyncio.Task | None = None
+        self._hold_expired = False
+
+    async def _discard_pending_end_of_turn(self) -> None:
+        await super()._discard_pending_end_of_turn()
+        self._hold_expired = False
+        if self._hold_task is not None:
+            await self.task_manager.cancel_task(self._hold_task)
+            self._hold_task = None
+
+    async def cleanup(self) -> None:
+        if self._hold_task is not None:
+            await self.task_manager.cancel_task(self._hold_task)
+            self._hold_task = None
+        await super().cleanup()
+
+    async def _maybe_trigger_user_turn_stopped(self) -> None:
+        if self._turn_complete and not self._hold_expired and ends_unfinished(self._text):
+            if self._hold_task is None:
+                self._hold_task = self.task_manager.create_task(self._release_hold(), f"{self}::_release_hold")
+            return
+        await super()._maybe_trigger_user_turn_stopped()
+
+    async def _release_hold(self) -> None:
+        try:
+            await asyncio.sleep(self._stop_seconds)
+        except asyncio.CancelledError:
+            return
+        finally:
+            self._hold_task = None
+        self._hold_expired = True
+        await self._maybe_trigger_user_turn_stopped()
+
+
 def vad_analyzer(settings: Settings) -> SileroVADAnalyzer:
     return SileroVADAnalyzer(params=VADParams(stop_secs=settings.vad_stop_seconds))
 
@@ -81,5 +177,7 @@ def vad_analyzer(settings: Settings) -> SileroVADAnalyzer:
 def user_turn_strategies(settings: Settings) -> UserTurnStrategies:
     if settings.smart_turn:
         analyzer = SharedSmartTurnAnalyzer(params=SmartTurnParams(stop_secs=settings.smart_turn_stop_seconds))
-        return UserTurnStrategies(stop=[TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)])
+        return UserTurnStrategies(
+            stop=[TranscriptAwareTurnStop(turn_analyzer=analyzer, stop_seconds=settings.smart_turn_stop_seconds)]
+        )
     return UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=settings.user_speech_timeout_seconds)])
