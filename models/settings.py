@@ -91,8 +91,10 @@ class Settings(BaseSettings):
     llm_first_token_timeout_seconds: float = 6.0
 
     # Turn-taking (voice_worker/turn_taking.py); what each costs is measured in README's performance
-    # section. Silence after which Silero VAD reports the caller stopped speaking.
-    vad_stop_seconds: float = Field(default=0.2, ge=0.05, le=2.0)
+    # section. Silence after which Silero VAD reports the caller stopped speaking. Below 0.25 s the VAD
+    # stops inside "tuesday at | three pm" of the simulated callee (measured at 0.2 s), and a turn can
+    # end there.
+    vad_stop_seconds: float = Field(default=0.25, ge=0.05, le=2.0)
     # On: at each VAD stop the Smart Turn v3 model (bundled with pipecat, ~50-80 ms on a CPU) decides
     # whether the turn is over. Off: the turn ends USER_SPEECH_TIMEOUT_SECONDS after VAD stop.
     smart_turn: bool = True

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import audioop
 import time
 
 import numpy as np
 from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer, BaseTurnParams, EndOfTurnState
+from pipecat.audio.vad.vad_analyzer import VADState
 from pipecat.clocks.system_clock import SystemClock
 from pipecat.frames.frames import TranscriptionFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame
 from pipecat.metrics.metrics import MetricsData
@@ -15,7 +17,12 @@ from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import Speec
 from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAnalyzerUserTurnStopStrategy
 from pipecat.utils.asyncio.task_manager import TaskManager
 
+from models.call_request import CallRequest
 from models.settings import Settings
+from prompts.context_builder import build_context
+from simulator.callee import speech_frames
+from simulator.caller_scripts import caller_script
+from tests.support import BOOK_MEETING_REQUEST
 from voice_worker.providers.espeak_synth import resample_pcm16, synthesize
 from voice_worker.turn_taking import (
     SharedSmartTurnAnalyzer,
@@ -29,7 +36,7 @@ from voice_worker.turn_taking import (
 
 def test_vad_stop_setting_reaches_the_vad() -> None:
     assert vad_analyzer(Settings(vad_stop_seconds=0.15)).params.stop_secs == 0.15
-    assert Settings().vad_stop_seconds == 0.2
+    assert Settings().vad_stop_seconds == 0.25
 
 
 def test_smart_turn_decides_the_turn_end_on_one_shared_model() -> None:
@@ -130,3 +137,24 @@ async def test_silence_after_an_unfinished_phrase_ends_the_turn_at_the_stop_seco
 def test_unfinished_endings() -> None:
     assert ends_unfinished("Tuesday at") and ends_unfinished("we have about,")
     assert not ends_unfinished("tuesday at three pm works for me") and not ends_unfinished("")
+
+
+async def test_the_simulated_callees_lines_are_one_vad_segment_each_at_the_default_stop() -> None:
+    """A VAD stop inside a line is a point where its turn could end: none at VAD_STOP_SECONDS."""
+    context = build_context(CallRequest.model_validate({**BOOK_MEETING_REQUEST, "phone": "+14155550100"}))
+    lines = {
+        line.text for scenario in ("happy", "barge_in", "opt_out", "not_interested") for line in caller_script(scenario, context)
+    }
+    settings = Settings()
+    for text in sorted(lines):
+        pcm = bytes(16000) + b"".join(audioop.ulaw2lin(f, 2) for f in await speech_frames(text)) + bytes(16000)
+        vad = vad_analyzer(settings)
+        vad.set_sample_rate(8000)
+        segments, speaking = 0, False
+        for i in range(0, len(pcm), 320):
+            state = await vad.analyze_audio(pcm[i : i + 320])
+            if state == VADState.SPEAKING and not speaking:
+                segments += 1
+            if state in (VADState.SPEAKING, VADState.QUIET):
+                speaking = state == VADState.SPEAKING
+        assert segments == 1, f"{text!r} is {segments} VAD segments at stop {settings.vad_stop_seconds} s"
