@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -249,3 +250,16 @@ async def test_local_stt_service_decodes_in_a_worker_process() -> None:
         pool.shutdown()
     transcripts = [f for f in down if isinstance(f, TranscriptionFrame)]
     assert len(transcripts) == 1 and {"stop", "calling"} <= set(transcripts[0].text.split())
+
+
+async def test_a_dead_decode_worker_is_replaced_for_the_next_call() -> None:
+    pool = RecognitionPool(processes=1)
+    try:
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in pool.warm()))
+        (dead,) = pool.worker_pids()
+        os.kill(dead, signal.SIGKILL)
+        stream = await pool.open_stream(CALLER_PHRASES, 8000)
+        assert pool.worker_pids() and dead not in pool.worker_pids()
+        await stream.close()
+    finally:
+        pool.shutdown()

@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import multiprocessing
 import threading
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
 from models.log_config import get_logger
 from voice_worker.providers.speech_vocabulary import CALLER_PHRASES
@@ -160,19 +160,17 @@ class RecognitionPool:
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
-        if processes > 0:
-            # spawn: the server process runs threads and an event loop, which a fork would copy half-way.
-            context = multiprocessing.get_context("spawn")
-            self._executors: list[Executor] = [
-                ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_warm_worker) for _ in range(processes)
-            ]
-        else:
-            self._executors = [
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt-decode") for _ in range(_THREADS_WITHOUT_PROCESSES)
-            ]
+        self._executors: list[Executor] = [self._new_executor() for _ in range(processes or _THREADS_WITHOUT_PROCESSES)]
         self._load = [0] * len(self._executors)
         self._ids = itertools.count()
         self._lock = threading.Lock()
+
+    def _new_executor(self) -> Executor:
+        if self.processes > 0:
+            # spawn: the server process runs threads and an event loop, which a fork would copy half-way.
+            context = multiprocessing.get_context("spawn")
+            return ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_warm_worker)
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt-decode")
 
     def warm(self) -> list[Future]:
         """Start every worker and load the model in it now (a process starts on its first task)."""
@@ -196,7 +194,17 @@ class RecognitionPool:
                 self._load[slot] -= 1
 
         try:
-            await asyncio.wrap_future(executor.submit(_open, stream_id, list(phrases), sample_rate))
+            try:
+                await asyncio.wrap_future(executor.submit(_open, stream_id, list(phrases), sample_rate))
+            except BrokenExecutor:
+                # Its worker died (killed, out of memory): the calls on it lose their utterance in
+                # progress; later calls get a new worker.
+                log.warning("stt_decode_worker_replaced", slot=slot)
+                with self._lock:
+                    if self._executors[slot] is executor:
+                        self._executors[slot] = self._new_executor()
+                    executor = self._executors[slot]
+                await asyncio.wrap_future(executor.submit(_open, stream_id, list(phrases), sample_rate))
         except BaseException:
             release()
             raise
