@@ -232,11 +232,3 @@ def recognition_pool(processes: int) -> RecognitionPool:
             _pool.warm()
             log.info("stt_decode_pool_started", processes=processes)
         return _pool
-
-
-def shutdown_recognition_pool() -> None:
-    global _pool
-    with _pool_lock:
-        if _pool is not None:
-            _pool.shutdown()
-            _pool = None
