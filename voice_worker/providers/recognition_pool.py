@@ -64,6 +64,7 @@ def _open(stream_id: str, phrases: list[str], sample_rate: int) -> None:
         recognizer = spare.pop() if spare else None
     if recognizer is None:
         recognizer = StreamingRecognizer(phrases, sample_rate)
+    recognizer.start_stream()
     recognizer.vocabulary_key = key  # type: ignore[attr-defined]
     with _worker_lock:
         _streams[stream_id] = recognizer

@@ -126,6 +126,10 @@ class StreamingRecognizer:
         self._pending = bytearray()
         self._active = False
 
+    def start_stream(self) -> None:
+        """Forget the previous stream's speech level and noise: a reused decoder hears a new caller."""
+        self._band = _PhoneBand(self._band.sample_rate)
+
     @property
     def active(self) -> bool:
         return self._active
