@@ -46,6 +46,7 @@ from services.recording_store import sweep_recordings_periodically
 from services.twilio_account import TwilioAccount
 from voice_worker.loop_lag import watch_event_loop_lag
 from voice_worker.media_stream import router as media_stream_router
+from voice_worker.warm_up import warm_voice_worker
 
 log = get_logger(__name__)
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, dialer: Dialer | None = None) -
                 on_machine_verdict=on_machine_verdict,
             )
 
+        await warm_voice_worker(settings)
         async with open_services(settings, dialer_for, dialer) as services:
             app.state.services = services
             gauge_refresher = asyncio.create_task(metrics.refresh_active_calls(services.store))

@@ -94,6 +94,24 @@ class Settings(BaseSettings):
     stream_start_timeout_seconds: float = 10.0
     llm_first_token_timeout_seconds: float = 6.0
 
+    # Turn-taking (voice_worker/turn_taking.py); what each costs is measured in README's performance
+    # section. Silence after which Silero VAD reports the caller stopped speaking. Below 0.25 s the VAD
+    # stops inside "tuesday at | three pm" of the simulated callee (measured at 0.2 s), and a turn can
+    # end there.
+    vad_stop_seconds: float = Field(default=0.25, ge=0.05, le=2.0)
+    # On: at each VAD stop the Smart Turn v3 model (bundled with pipecat, ~50-80 ms on a CPU) decides
+    # whether the turn is over. Off: the turn ends USER_SPEECH_TIMEOUT_SECONDS after VAD stop.
+    smart_turn: bool = True
+    # With SMART_TURN: silence after VAD stop after which the turn ends although the model judged it
+    # unfinished (pipecat's default is 3 s; the model judges some finished lines unfinished).
+    smart_turn_stop_seconds: float = Field(default=0.5, gt=0, le=10.0)
+    # Without SMART_TURN: silence after VAD stop before the turn ends.
+    user_speech_timeout_seconds: float = Field(default=0.3, ge=0, le=5.0)
+    # Offline recognizer (voice_worker/providers/recognition_pool.py): worker processes that decode
+    # every call's audio, started once per server process; 0 decodes in threads of the server process
+    # (pocketsphinx holds the GIL there, slowing every call's event loop while it decodes).
+    stt_decode_processes: int = Field(default=1, ge=0, le=32)
+
     # Outreach policy (models/outreach_policy.py). Only the calling-hours rule can be turned
     # off, for test servers that must place calls at any hour; consent, opt-out, spacing and
     # budget always apply.

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import time
+from collections.abc import Awaitable, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -21,7 +25,7 @@ from pipecat.tests.utils import run_test
 from voice_worker.providers.espeak_synth import resample_pcm16, synthesize, synthesize_async
 from voice_worker.providers.local_stt import LocalSTTService
 from voice_worker.providers.local_tts import LocalTTSService
-from voice_worker.providers.pocketsphinx_recognizer import PocketsphinxRecognizer
+from voice_worker.providers.recognition_pool import RecognitionPool
 from voice_worker.providers.speech_vocabulary import CALLER_PHRASES, normalize, vocabulary_for_context
 
 # The callee speaks with a different voice and pace than the agent (default en-us, 170 wpm),
@@ -73,8 +77,27 @@ async def _phone_channel(pcm: bytes, rate: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def recognizer() -> PocketsphinxRecognizer:
-    return PocketsphinxRecognizer(CALLER_PHRASES)
+def decode_threads() -> Iterator[RecognitionPool]:
+    pool = RecognitionPool(processes=0)
+    yield pool
+    pool.shutdown()
+
+
+@pytest.fixture
+def recognize(decode_threads: RecognitionPool) -> Callable[[bytes, int], Awaitable[str]]:
+    """One utterance through the offline recognizer, fed in 100 ms blocks as a call feeds it."""
+
+    async def run(pcm: bytes, sample_rate: int) -> str:
+        stream = await decode_threads.open_stream(CALLER_PHRASES, sample_rate)
+        stream.begin(b"")
+        block = sample_rate // 10 * 2
+        for i in range(0, len(pcm), block):
+            stream.feed(pcm[i : i + block])
+        text = await stream.finish()
+        await stream.close()
+        return text
+
+    return run
 
 
 def test_espeak_speaks_a_sentence_and_nothing_for_blank_text() -> None:
@@ -125,14 +148,14 @@ def test_vocabulary_includes_call_context_and_normalizes_numbers() -> None:
     ]
 
 
-async def test_round_trip_over_mulaw_phone_audio(recognizer: PocketsphinxRecognizer) -> None:
+async def test_round_trip_over_mulaw_phone_audio(recognize: Callable[[bytes, int], Awaitable[str]]) -> None:
     errors = words = 0
     decode_times: list[float] = []
     for phrase, key_words in ROUND_TRIP:
         pcm, rate = synthesize(phrase, voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE)
         phone = await _phone_channel(pcm, rate)
         start = time.perf_counter()
-        heard = recognizer.transcribe(phone, 8000)
+        heard = await recognize(phone, 8000)
         decode_times.append(time.perf_counter() - start)
         heard_words = heard.split()
         print(f"\n  {phrase!r} -> {heard!r}", end="")
@@ -147,14 +170,14 @@ async def test_round_trip_over_mulaw_phone_audio(recognizer: PocketsphinxRecogni
     assert accuracy >= MIN_WORD_ACCURACY
 
 
-def test_recognizer_returns_empty_for_silence(recognizer: PocketsphinxRecognizer) -> None:
-    assert recognizer.transcribe(b"", 8000) == ""
-    assert recognizer.transcribe(bytes(16000), 8000) == ""
+async def test_recognizer_returns_empty_for_silence(recognize: Callable[[bytes, int], Awaitable[str]]) -> None:
+    assert await recognize(b"", 8000) == ""
+    assert await recognize(bytes(16000), 8000) == ""
 
 
-async def test_recognizer_accepts_16khz(recognizer: PocketsphinxRecognizer) -> None:
+async def test_recognizer_accepts_16khz(recognize: Callable[[bytes, int], Awaitable[str]]) -> None:
     pcm, rate = synthesize("stop calling me", voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE)
-    heard = recognizer.transcribe(resample_pcm16(pcm, rate, 16000), 16000)
+    heard = await recognize(resample_pcm16(pcm, rate, 16000), 16000)
     assert {"stop", "calling"} <= set(heard.split())
 
 
@@ -172,29 +195,71 @@ async def test_local_tts_service_in_pipeline() -> None:
     assert _rms(b"".join(f.audio for f in audio)) > 300
 
 
-@pytest.mark.parametrize("sample_rate", [8000, 16000])
-async def test_local_stt_service_in_pipeline(recognizer: PocketsphinxRecognizer, sample_rate: int) -> None:
-    pcm, rate = synthesize("i'm not interested", voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE)
-    pcm = resample_pcm16(await _phone_channel(pcm, rate), 8000, sample_rate)
+async def _stt_frames(text: str, sample_rate: int) -> list[InputAudioRawFrame]:
+    """8 kHz: what Twilio delivers; 16 kHz: a wideband transport's audio."""
+    pcm, rate = synthesize(text, voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE)
+    pcm = await _phone_channel(pcm, rate) if sample_rate == 8000 else resample_pcm16(pcm, rate, sample_rate)
     chunk = sample_rate // 50 * 2  # 20 ms frames, as a transport delivers them
-    audio_frames = [
+    return [
         InputAudioRawFrame(audio=pcm[i : i + chunk], sample_rate=sample_rate, num_channels=1) for i in range(0, len(pcm), chunk)
     ]
-    stt = LocalSTTService(recognizer=recognizer)
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 16000])
+async def test_local_stt_service_in_pipeline(decode_threads: RecognitionPool, sample_rate: int) -> None:
+    speech = await _stt_frames("i'm not interested", sample_rate)
+    silence = [InputAudioRawFrame(audio=bytes(sample_rate // 50 * 2), sample_rate=sample_rate, num_channels=1)] * 10
+    # VAD reports speech after some of it has passed: the first 200 ms come before the start.
+    stt = LocalSTTService(pool=decode_threads)
     down, _ = await run_test(
         stt,
-        frames_to_send=[VADUserStartedSpeakingFrame(), *audio_frames, VADUserStoppedSpeakingFrame()],
+        frames_to_send=[
+            *silence,
+            *speech[:10],
+            VADUserStartedSpeakingFrame(),
+            *speech[10:],
+            *silence,
+            VADUserStoppedSpeakingFrame(),
+        ],
         pipeline_params=PipelineParams(audio_in_sample_rate=sample_rate),
     )
     transcripts = [f for f in down if isinstance(f, TranscriptionFrame)]
     assert len(transcripts) == 1
-    assert "interested" in transcripts[0].text.split()
+    assert transcripts[0].text.split() == ["i'm", "not", "interested"]
+    # Everything said before VAD stop is in it: turn-taking need not wait for a later final.
+    assert transcripts[0].finalized
 
 
-async def test_local_stt_service_run_stt_builds_its_own_recognizer() -> None:
-    stt = LocalSTTService(phrases=vocabulary_for_context(["Brightside solar panels"]), sample_rate=8000)
-    await run_test(stt, frames_to_send=[], start_timeout=15.0)  # start() builds the recognizer
-    pcm, rate = synthesize("stop calling me", voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE)
-    frames = [f async for f in stt.run_stt(await _phone_channel(pcm, rate))]
-    assert len(frames) == 1 and isinstance(frames[0], TranscriptionFrame)
-    assert {"stop", "calling"} <= set(frames[0].text.split())
+async def test_local_stt_service_decodes_in_a_worker_process() -> None:
+    pool = RecognitionPool(processes=1)
+    try:
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in pool.warm()))
+        assert pool.worker_pids() and os.getpid() not in pool.worker_pids()
+        stt = LocalSTTService(phrases=vocabulary_for_context(["Brightside solar panels"]), pool=pool)
+        down, _ = await run_test(
+            stt,
+            frames_to_send=[
+                VADUserStartedSpeakingFrame(),
+                *await _stt_frames("stop calling me", 8000),
+                VADUserStoppedSpeakingFrame(),
+            ],
+            pipeline_params=PipelineParams(audio_in_sample_rate=8000),
+            start_timeout=30.0,
+        )
+    finally:
+        pool.shutdown()
+    transcripts = [f for f in down if isinstance(f, TranscriptionFrame)]
+    assert len(transcripts) == 1 and {"stop", "calling"} <= set(transcripts[0].text.split())
+
+
+async def test_a_dead_decode_worker_is_replaced_for_the_next_call() -> None:
+    pool = RecognitionPool(processes=1)
+    try:
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in pool.warm()))
+        (dead,) = pool.worker_pids()
+        os.kill(dead, signal.SIGKILL)
+        stream = await pool.open_stream(CALLER_PHRASES, 8000)
+        assert pool.worker_pids() and dead not in pool.worker_pids()
+        await stream.close()
+    finally:
+        pool.shutdown()

@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 
 from fastapi import WebSocket
-from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
@@ -13,8 +12,6 @@ from pipecat.processors.aggregators.llm_response_universal import (
 )
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
-from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import SpeechTimeoutUserTurnStopStrategy
-from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from models.settings import Settings
 from models.twilio_media import SAMPLE_RATE
@@ -24,7 +21,7 @@ from voice_worker.processors.checked_twilio_serializer import CheckedTwilioFrame
 from voice_worker.processors.keypad_opt_out import KeypadOptOut
 from voice_worker.processors.turn_timing_observer import TurnTimingObserver
 from voice_worker.providers.selection import make_llm, make_stt, make_tts
-from voice_worker.vad_analyzer import SharedSileroVADAnalyzer
+from voice_worker.turn_taking import user_turn_strategies, vad_analyzer
 
 
 @dataclass
@@ -71,7 +68,7 @@ def build_pipeline(websocket: WebSocket, settings: Settings, session: CallSessio
     aggregators = LLMContextAggregatorPair(
         context,
         user_params=LLMUserAggregatorParams(
-            user_turn_strategies=UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.3)]),
+            user_turn_strategies=user_turn_strategies(settings),
             user_idle_timeout=settings.silence_timeout_seconds,
         ),
     )
@@ -80,7 +77,7 @@ def build_pipeline(websocket: WebSocket, settings: Settings, session: CallSessio
         [
             transport.input(),  # Twilio media in: 8 kHz mu-law -> PCM
             KeypadOptOut(session),  # DTMF 0 opts out
-            VADProcessor(vad_analyzer=SharedSileroVADAnalyzer(params=VADParams(stop_secs=0.3))),
+            VADProcessor(vad_analyzer=vad_analyzer(settings)),
             make_stt(settings, session),
             aggregators.user(),
             make_llm(settings, session),

@@ -23,7 +23,7 @@ from services.dialer import NoDialer
 from voice_worker import metrics
 from voice_worker.loop_lag import watch_event_loop_lag
 from voice_worker.media_stream import router as media_stream_router
-from voice_worker.providers.selection import prewarm
+from voice_worker.warm_up import warm_voice_worker
 
 log = get_logger(__name__)
 
@@ -41,7 +41,7 @@ def create_voice_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_json)
-        prewarm(settings)  # before /health answers: a process takes calls warm, as LiveKit's pre-warmed ones do
+        await warm_voice_worker(settings)
         async with open_services(settings, lambda _settings, _twilio: NoDialer()) as services:
             app.state.services = services
             # Each process replays the journal; its leases keep two processes off the same entry.

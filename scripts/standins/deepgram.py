@@ -19,7 +19,7 @@ Pipecat's `DeepgramSTTService` (through the real `deepgram-sdk` client) runs aga
 - `CloseStream` sends what is left, then `Metadata` (request id, sha256 and duration of the audio),
   then closes (1000). No audio nor KeepAlive for `idle_timeout_s`: closed with 1011 (NET-0001).
 
-The words come from real recognition of the audio (scripts/standins/streaming_recognizer.py: the
+The words come from real recognition of the audio (voice_worker/providers/streaming_recognizer.py: the
 project's pocketsphinx model and caller-phrase language model); the end of speech is found by an
 energy gate on 10 ms frames. A segment closes when the silence after it in the stream reaches the
 final delay less 30 ms (or the client's `endpointing`, if longer), so a pause inside a line longer than
@@ -50,8 +50,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from models.log_config import get_logger
 from prompts.caller_intent import EXPECTED_REPLIES
 from scripts.standins.observed import ObservedDelays, sleep_until
-from scripts.standins.streaming_recognizer import StreamingRecognizer, Word, warm_cmn
 from voice_worker.providers.speech_vocabulary import CALLER_PHRASES, normalize
+from voice_worker.providers.streaming_recognizer import StreamingRecognizer, Word, warm_cmn
 
 log = get_logger(__name__)
 

@@ -1,9 +1,8 @@
-"""Offline utterance recogniser: pocketsphinx en-us acoustic model + a call-specific LM."""
+"""What the offline recognizer (streaming_recognizer.py) is built on: the call-specific LM and phone-band audio."""
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import tempfile
 import threading
@@ -57,66 +56,6 @@ def language_model_for(phrases: list[str]) -> tuple[Path, Path]:
                 p.unlink()
             staging.rmdir()
     return lm_path, dict_path
-
-
-class PocketsphinxRecognizer:
-    """Whole-utterance transcription; one decoder per instance, used under a lock."""
-
-    def __init__(self, phrases: list[str], noise_floor_snr_db: float | None = NOISE_FLOOR_SNR_DB) -> None:
-        import pocketsphinx
-
-        lm_path, dict_path = language_model_for(phrases)
-        self._decoder = pocketsphinx.Decoder(
-            hmm=pocketsphinx.get_model_path("en-us/en-us"),
-            lm=str(lm_path),
-            dict=str(dict_path),
-            samprate=MODEL_SAMPLE_RATE,
-            # Measured on 8 kHz mu-law speech: scoring 8 Gaussians per senone instead
-            # of 4 gained 2-4 points word accuracy. (Dropping the fwdflat second pass
-            # would save ~35% decode time but loses word-final /s/: "works" -> "work".)
-            topn=8,
-            loglevel="FATAL",
-        )
-        self._lock = threading.Lock()
-        self._noise_floor_snr_db = noise_floor_snr_db
-
-    def transcribe(self, pcm16: bytes, sample_rate: int) -> str:
-        """Recognise one utterance of mono int16 PCM; returns lowercase words or ""."""
-        pcm16 = pcm16[: len(pcm16) - len(pcm16) % 2]
-        if not pcm16:
-            return ""
-        audio = _telephone_to_wideband(pcm16) if sample_rate == 8000 else resample_pcm16(pcm16, sample_rate, MODEL_SAMPLE_RATE)
-        if self._noise_floor_snr_db is not None:
-            audio = _raise_noise_floor(audio, self._noise_floor_snr_db)
-        with self._lock:
-            self._decoder.start_utt()
-            # full_utt=True: we always hand over a complete segment, which lets
-            # batch CMN normalise over the whole utterance.
-            self._decoder.process_raw(audio, no_search=False, full_utt=True)
-            self._decoder.end_utt()
-            hyp = self._decoder.hyp()
-        return hyp.hypstr.strip() if hyp is not None else ""
-
-
-def _raise_noise_floor(pcm16: bytes, snr_db: float) -> bytes:
-    """Add white noise so the background sits no higher than ``snr_db`` below speech."""
-    samples = np.frombuffer(pcm16, dtype=np.int16).astype(np.float64)
-    usable = len(samples) // _FRAME * _FRAME
-    if usable == 0:
-        return pcm16
-    frame_rms = np.sqrt((samples[:usable].reshape(-1, _FRAME) ** 2).mean(axis=1))
-    loud = frame_rms[frame_rms > frame_rms.max() * 0.05]
-    speech_rms = float(np.sqrt((loud**2).mean())) if loud.size else 0.0
-    if speech_rms < 1.0:  # nothing but silence: no speech level to anchor to
-        return pcm16
-    target = speech_rms * 10 ** (-snr_db / 20)
-    existing = float(np.percentile(frame_rms, 10))
-    extra = math.sqrt(max(0.0, target**2 - existing**2))
-    if extra < 1.0:
-        return pcm16
-    # Fixed seed: the same audio always gives the same transcript (testable, debuggable).
-    noise = np.random.default_rng(0).normal(0.0, extra, len(samples))
-    return np.clip(samples + noise, -32768, 32767).astype(np.int16).tobytes()
 
 
 def _telephone_to_wideband(pcm8k: bytes) -> bytes:

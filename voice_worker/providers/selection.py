@@ -7,16 +7,25 @@ from voice_worker.call_session import CallSession
 
 def make_stt(settings: Settings, session: CallSession):
     if settings.stt_provider == "deepgram":
-        from pipecat.services.deepgram.stt import DeepgramSTTService
+        import os  # TEMP experiment
 
-        return DeepgramSTTService(api_key=settings.deepgram_api_key.get_secret_value(), base_url=settings.deepgram_base_url or "")
+        from voice_worker.providers.deepgram_stt import EndpointedDeepgramSTTService
+
+        if os.environ.get("TMP_STOCK_DEEPGRAM"):
+            from pipecat.services.deepgram.stt import DeepgramSTTService as EndpointedDeepgramSTTService
+        return EndpointedDeepgramSTTService(
+            api_key=settings.deepgram_api_key.get_secret_value(), base_url=settings.deepgram_base_url or ""
+        )
     from prompts.caller_intent import EXPECTED_REPLIES
     from voice_worker.providers.local_stt import LocalSTTService
     from voice_worker.providers.speech_vocabulary import vocabulary_for_context
 
     ctx = session.context
     extra = [ctx.product, ctx.offer_pricing, *ctx.qualification_questions, ctx.commitment_question or ""]
-    return LocalSTTService(phrases=vocabulary_for_context([*EXPECTED_REPLIES, *(t for t in extra if t)]))
+    return LocalSTTService(
+        phrases=vocabulary_for_context([*EXPECTED_REPLIES, *(t for t in extra if t)]),
+        decode_processes=settings.stt_decode_processes,
+    )
 
 
 def make_llm(settings: Settings, session: CallSession):
