@@ -65,7 +65,6 @@ def _open(stream_id: str, phrases: list[str], sample_rate: int) -> None:
     if recognizer is None:
         recognizer = StreamingRecognizer(phrases, sample_rate)
     recognizer.start_stream()
-    recognizer.vocabulary_key = key  # type: ignore[attr-defined]
     with _worker_lock:
         _streams[stream_id] = recognizer
 
@@ -110,14 +109,13 @@ def _finish(stream_id: str) -> str:
 
 
 def _close(stream_id: str) -> None:
+    # The stream's decoder is dropped, not handed to the next call: a decoder that heard a caller
+    # carries state its resets miss (after a barge-in call, the next caller's "stop calling me" came out
+    # "off calling me" and the opt-out was lost). Only the decoders warmed at start-up, which heard
+    # nobody, are handed out as they are.
     with _worker_lock:
-        recognizer = _streams.pop(stream_id, None)
+        _streams.pop(stream_id, None)
         _held_silence.pop(stream_id, None)
-        if recognizer is None:
-            return
-        if recognizer.active:
-            recognizer.finish()
-        _idle.setdefault(recognizer.vocabulary_key, []).append(recognizer)  # type: ignore[attr-defined]
 
 
 # --- the server side ---------------------------------------------------------------------------------
