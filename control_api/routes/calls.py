@@ -73,7 +73,12 @@ async def create_call(
         scheduled_for=accepted.scheduled_for,
         status_url=str(request.url_for("get_call", call_id=accepted.call_id)),
         telephony=settings.telephony_provider,
-        stream={**stream_parameters(settings, accepted.call_id), "url": ws_url(settings)}
+        # "url" only where the streams go elsewhere (the voice pool): otherwise the client dials the
+        # address it reached us at, right even when PUBLIC_BASE_URL names another port.
+        stream={
+            **stream_parameters(settings, accepted.call_id),
+            **({"url": ws_url(settings)} if settings.voice_public_url else {}),
+        }
         if settings.telephony_provider == "none"
         else None,
     )
