@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import audioop
 import hashlib
-import itertools
 import multiprocessing
 import threading
+import uuid
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
 from models.log_config import get_logger
@@ -161,7 +161,6 @@ class RecognitionPool:
         self.processes = processes
         self._executors: list[Executor] = [self._new_executor() for _ in range(processes or _THREADS_WITHOUT_PROCESSES)]
         self._load = [0] * len(self._executors)
-        self._ids = itertools.count()
         self._lock = threading.Lock()
 
     def _new_executor(self) -> Executor:
@@ -185,7 +184,9 @@ class RecognitionPool:
         with self._lock:
             slot = min(range(len(self._executors)), key=self._load.__getitem__)
             self._load[slot] += 1
-        stream_id = f"s{next(self._ids)}"
+        # Unique across pools: decoding in threads, every pool of the process shares the worker-side
+        # stream table, and one pool's "s3" took over another's (a stream still open fed its audio in).
+        stream_id = uuid.uuid4().hex
         executor = self._executors[slot]
 
         def release() -> None:
