@@ -68,27 +68,3 @@ def cartesia_websocket_url(base_url: str) -> str:
     scheme, sep, rest = base_url.rstrip("/").partition("://")
     ws_scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme) if sep else "wss"
     return f"{ws_scheme}://{rest if sep else scheme}/tts/websocket"
-
-
-def prewarm(settings: Settings) -> None:
-    """Load what a call's pipeline needs before the first call: importing the providers' modules and
-    loading the VAD model take a second or more of CPU, which would otherwise hold the event loop (and
-    every other call's audio) when the first call of a fresh process starts."""
-    import pipecat.transports.websocket.fastapi
-
-    from voice_worker import pipeline  # noqa: F401
-    from voice_worker.vad_analyzer import shared_silero_session
-
-    if settings.stt_provider == "deepgram":
-        import pipecat.services.deepgram.stt
-    else:
-        import voice_worker.providers.local_stt
-    if settings.llm_provider == "openai":
-        import voice_worker.providers.openai_llm
-    else:
-        import voice_worker.providers.rule_llm
-    if settings.tts_provider == "cartesia":
-        import pipecat.services.cartesia.tts  # noqa: F401
-    else:
-        import voice_worker.providers.local_tts  # noqa: F401
-    shared_silero_session()
