@@ -212,7 +212,9 @@ async def one_call(http: httpx.AsyncClient, base_url: str, phone: str, scenario:
         result.heard_ms.append(turn.latency_ms)
         played = caller.played_after(turn.speech_end_s)
         if played is not None:
-            result.played_ms.append(round((played - turn.speech_end_s) * 1000, 1))
+            # To the ms, as the caller stamps arrival: a frame played the moment it arrived is not
+            # reported as played before it was heard (800.9 against 801.0).
+            result.played_ms.append(round((round(played, 3) - turn.speech_end_s) * 1000, 1))
     result.gaps_s, result.lateness_s = caller.frame_gaps()
     result.server_turns = final.get("turn_metrics") or []
     transcript = final.get("transcript") or []

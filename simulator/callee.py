@@ -43,7 +43,7 @@ def _voiced(mulaw: bytes) -> bool:
 
 
 async def speech_frames(text: str, voice: str = CALLER_VOICE) -> list[bytes]:
-    pcm, rate = await synthesize_async(text, voice=voice, rate_wpm=165, pitch=CALLER_PITCH)
+    pcm, rate = await synthesize_async(text, voice=voice, rate_wpm=165, pitch=CALLER_PITCH, reproducible=True)
     pcm8 = resample_pcm16(pcm, rate, SAMPLE_RATE)
     mulaw = audioop.lin2ulaw(pcm8, 2)
     frames = [mulaw[i : i + MULAW_FRAME_BYTES] for i in range(0, len(mulaw), MULAW_FRAME_BYTES)]

@@ -130,6 +130,17 @@ async def test_synthesize_async_matches_sync() -> None:
     assert rate == 22050 and abs(len(async_pcm) - len(sync_pcm)) < 0.02 * len(sync_pcm)
 
 
+async def test_reproducible_synthesis_gives_the_same_samples_whatever_was_spoken_before() -> None:
+    first, _ = synthesize("i'm not interested", voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE, reproducible=True)
+    # The long-lived instance speaks in between, and moves its own pitch-flutter phase on.
+    shared = [synthesize("i'm not interested", voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE)[0] for _ in range(2)]
+    synthesize("hello there, how are you today", voice="en-us+f2", rate_wpm=190, pitch=70)
+    again, _ = await synthesize_async("i'm not interested", voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE, reproducible=True)
+    assert _rms(first) > 300
+    assert again == first
+    assert shared[0] != shared[1]  # what reproducible=True is for: the shared instance's lines differ
+
+
 def test_vocabulary_includes_call_context_and_normalizes_numbers() -> None:
     phrases = vocabulary_for_context(["Brightside solar panels", "from 49 dollars a month"])
     assert phrases[: len(CALLER_PHRASES)] == CALLER_PHRASES
@@ -152,7 +163,7 @@ async def test_round_trip_over_mulaw_phone_audio(recognize: Callable[[bytes, int
     errors = words = 0
     decode_times: list[float] = []
     for phrase, key_words in ROUND_TRIP:
-        pcm, rate = synthesize(phrase, voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE)
+        pcm, rate = synthesize(phrase, voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE, reproducible=True)
         phone = await _phone_channel(pcm, rate)
         start = time.perf_counter()
         heard = await recognize(phone, 8000)
@@ -176,7 +187,7 @@ async def test_recognizer_returns_empty_for_silence(recognize: Callable[[bytes, 
 
 
 async def test_recognizer_accepts_16khz(recognize: Callable[[bytes, int], Awaitable[str]]) -> None:
-    pcm, rate = synthesize("stop calling me", voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE)
+    pcm, rate = synthesize("stop calling me", voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE, reproducible=True)
     heard = await recognize(resample_pcm16(pcm, rate, 16000), 16000)
     assert {"stop", "calling"} <= set(heard.split())
 
@@ -197,7 +208,7 @@ async def test_local_tts_service_in_pipeline() -> None:
 
 async def _stt_frames(text: str, sample_rate: int) -> list[InputAudioRawFrame]:
     """8 kHz: what Twilio delivers; 16 kHz: a wideband transport's audio."""
-    pcm, rate = synthesize(text, voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE)
+    pcm, rate = synthesize(text, voice=CALLEE_VOICE, rate_wpm=CALLEE_RATE, reproducible=True)
     pcm = await _phone_channel(pcm, rate) if sample_rate == 8000 else resample_pcm16(pcm, rate, sample_rate)
     chunk = sample_rate // 50 * 2  # 20 ms frames, as a transport delivers them
     return [

@@ -63,7 +63,7 @@ def observed(standins):
 
 def phone_speech(text: str) -> bytes:
     """A callee's line as the worker hands it to STT: 8 kHz PCM that went through mu-law."""
-    pcm, rate = synthesize(text, "en-us", 165, 30)
+    pcm, rate = synthesize(text, "en-us", 165, 30, reproducible=True)
     return audioop.ulaw2lin(audioop.lin2ulaw(resample_pcm16(pcm, rate, 8000), 2), 2)
 
 

@@ -61,7 +61,7 @@ def test_without_smart_turn_a_silence_timeout_ends_the_turn() -> None:
 async def test_shared_smart_turn_judges_a_finished_sentence_complete() -> None:
     analyzer = SharedSmartTurnAnalyzer()
     analyzer.set_sample_rate(8000)
-    pcm, rate = synthesize("yes sure i have a minute", voice="en-us+m3", rate_wpm=165)
+    pcm, rate = synthesize("yes sure i have a minute", voice="en-us+m3", rate_wpm=165, reproducible=True)
     speech = resample_pcm16(pcm, rate, 8000)
     for i in range(0, len(speech), 320):
         analyzer.append_audio(speech[i : i + 320], is_speech=True)

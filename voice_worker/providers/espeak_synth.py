@@ -4,15 +4,32 @@ libespeak-ng keeps all of its state in process globals (current voice, parameter
 output callback), so it is initialised once and every call is serialised behind one
 lock. The async entry point funnels work onto a single dedicated thread so the event
 loop never blocks and the library only ever sees one caller at a time.
+
+Some of that state carries from one line to the next: the pitch flutter's phase (a static
+inside the wave generator, out of reach of any API) goes on from where the previous line
+left it, so the same text comes out as a slightly different waveform every time, and what
+the offline recognizer makes of a caller's line depended on everything synthesized before
+it in the process ("i'm not interested" heard as "i'm off it" about 1 time in 40).
+`reproducible=True` speaks the line on a freshly loaded instance of the library (its own
+copy of the shared object, so the agent's long-lived instance is left alone): the same
+arguments always give the same audio. The callee's lines and the recognizer's warm-up use
+it; the agent's voice does not need it and keeps the instance it loaded once (reloading
+costs ~2.5 ms a line, and libespeak-ng keeps ~3 KB of each loaded voice after it ends).
 """
 
 from __future__ import annotations
 
+import _ctypes
 import asyncio
 import ctypes
 import functools
+import hashlib
+import os
+import shutil
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import soxr
@@ -41,10 +58,10 @@ class EspeakError(RuntimeError):
 class _Engine:
     """Process-wide handle on libespeak-ng; only ever used with ``_lock`` held."""
 
-    def __init__(self) -> None:
+    def __init__(self, library_path: str) -> None:
         import espeakng_loader  # deferred: importing this module must stay cheap
 
-        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self._lib = ctypes.CDLL(library_path)
         self._lib.espeak_Initialize.restype = ctypes.c_int
         self._lib.espeak_Initialize.argtypes = [
             ctypes.c_int,
@@ -108,6 +125,11 @@ class _Engine:
         self._chunks = []
         return pcm
 
+    def unload(self) -> None:
+        """End the library and unload it, so the next load starts from its initial state."""
+        self._lib.espeak_ng_Terminate()
+        _ctypes.dlclose(self._lib._handle)
+
 
 _lock = threading.Lock()
 _engine: _Engine | None = None
@@ -116,11 +138,36 @@ _engine: _Engine | None = None
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="espeak")
 
 
+_fresh_lock = threading.Lock()
+_private_copy: str | None = None
+
+
 def _get_engine() -> _Engine:
     global _engine
     if _engine is None:
-        _engine = _Engine()
+        import espeakng_loader
+
+        _engine = _Engine(espeakng_loader.get_library_path())
     return _engine
+
+
+def _library_copy() -> str:
+    """A copy of libespeak-ng under another path: loading it gives an instance of its own."""
+    global _private_copy
+    if _private_copy is None:
+        import espeakng_loader
+
+        source = Path(espeakng_loader.get_library_path())
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+        target = Path(tempfile.gettempdir()) / "voice_worker_espeak" / f"{digest}-{source.name}"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Copied beside the target and renamed, so another process never loads half a file.
+            with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as staging, source.open("rb") as original:
+                shutil.copyfileobj(original, staging)
+            os.replace(staging.name, target)
+        _private_copy = str(target)
+    return _private_copy
 
 
 def _clean(text: str) -> str:
@@ -128,23 +175,36 @@ def _clean(text: str) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in text).strip()
 
 
-def synthesize(text: str, voice: str = "en-us", rate_wpm: int = 170, pitch: int | None = None) -> tuple[bytes, int]:
+def synthesize(
+    text: str, voice: str = "en-us", rate_wpm: int = 170, pitch: int | None = None, *, reproducible: bool = False
+) -> tuple[bytes, int]:
     """Speak ``text`` as mono int16 PCM; returns ``(pcm, sample_rate)``.
 
-    Blank text returns ``(b"", 22050)`` without touching the library.
+    Blank text returns ``(b"", 22050)`` without touching the library. ``reproducible``: the
+    same arguments give the same samples, whatever was spoken before.
     """
     cleaned = _clean(text)
     if not cleaned:
         return b"", ESPEAK_SAMPLE_RATE
+    if reproducible:
+        with _fresh_lock:
+            engine = _Engine(_library_copy())
+            try:
+                return engine.synth(cleaned, voice, rate_wpm, pitch), engine.sample_rate
+            finally:
+                engine.unload()
     with _lock:
         engine = _get_engine()
         return engine.synth(cleaned, voice, rate_wpm, pitch), engine.sample_rate
 
 
-async def synthesize_async(text: str, voice: str = "en-us", rate_wpm: int = 170, pitch: int | None = None) -> tuple[bytes, int]:
+async def synthesize_async(
+    text: str, voice: str = "en-us", rate_wpm: int = 170, pitch: int | None = None, *, reproducible: bool = False
+) -> tuple[bytes, int]:
     """Like :func:`synthesize`, run on the dedicated espeak thread."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor, functools.partial(synthesize, text, voice, rate_wpm, pitch))
+    call = functools.partial(synthesize, text, voice, rate_wpm, pitch, reproducible=reproducible)
+    return await loop.run_in_executor(_executor, call)
 
 
 def resample_pcm16(pcm: bytes, from_rate: int, to_rate: int) -> bytes:

@@ -79,7 +79,7 @@ def warm_cmn(phrases: list[str]) -> str:
     global _warm_cmn
     with _warm_lock:
         if _warm_cmn is None:
-            pcm, rate = synthesize(" ".join(_WARMUP_LINES), "en-us", 165, 30)
+            pcm, rate = synthesize(" ".join(_WARMUP_LINES), "en-us", 165, 30, reproducible=True)
             phone = audioop.ulaw2lin(audioop.lin2ulaw(resample_pcm16(pcm, rate, 8000), 2), 2)
             prepared = _PhoneBand(8000, seed=1)
             decoder = _decoder(phrases)
