@@ -422,8 +422,8 @@ def test_the_next_call_is_given_the_earlier_conversation(api):
     earlier = [{"user": "We spoke last week about the panels on the barn roof.", "agent": "Yes, I remember."}]
     api.client.post(f"/leads/{lead['id']}/history", json={"channel": "sms", "history": earlier}, headers=key)
 
-    place_call(api.client, CALL_REQUEST, headers=key)
-    _, context = api.dialer.dialed[-1]
+    placed = place_call(api.client, CALL_REQUEST, headers=key)
+    context = api.dialer.context_of(placed["id"])
     assert "panels on the barn roof" in context.agent_instructions
     assert "earlier conversation" in context.agent_instructions.lower()
 

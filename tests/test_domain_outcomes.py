@@ -207,8 +207,8 @@ def test_the_next_call_knows_what_was_said_in_the_last_one(api):
         [("agent", "Hello!"), ("caller", "call me back on friday about the barn roof")],
     )
 
-    place_call(api.client, CALL_REQUEST, headers=key)
-    _, context = api.dialer.dialed[-1]
+    second = place_call(api.client, CALL_REQUEST, headers=key)
+    context = api.dialer.context_of(second["id"])
     assert "friday about the barn roof" in context.agent_instructions
 
 

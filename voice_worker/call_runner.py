@@ -73,7 +73,9 @@ async def run_call(websocket: WebSocket, services: Services, session: CallSessio
         live_transcript = asyncio.create_task(publish_transcript(services, session))
         if watches_for_voicemail(services):
             voicemail_task = asyncio.create_task(leave_voicemail_at_the_beep(services, session, worker, policy))
-        await WorkerRunner(handle_sigint=False).run(worker)
+        runner = WorkerRunner(handle_sigint=False)
+        await runner.add_workers(worker)
+        await runner.run()
     except asyncio.CancelledError:
         session.record_end(session.provisional_outcome(), EndReason.ERROR, error="worker shutting down")
         raise

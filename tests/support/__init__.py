@@ -204,6 +204,18 @@ class RecordingDialer:
         self.dialed.append((job, context))
         return DialResult()
 
+    def context_of(self, call_id: str, timeout: float = 20.0) -> ContextInstance:
+        """The context the call was dialed with, once the queue has dialed it (GET /calls shows the
+        call placed when its job is stored, a moment before the dialer is called)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for job, context in self.dialed:
+                if str(job.id) == call_id:
+                    return context
+            if time.monotonic() > deadline:
+                raise AssertionError(f"call {call_id} was never dialed")
+            time.sleep(0.05)
+
     async def aclose(self) -> None:
         return None
 
