@@ -20,6 +20,7 @@ the figures.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -29,10 +30,11 @@ from datetime import datetime
 from functools import partial
 from uuid import uuid4
 
+import sqlalchemy as sa
 from fastapi import HTTPException, status
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.sql import Select
 from sqlmodel import Session, col, select
 
 from call_queue import attempt_store
@@ -67,11 +69,21 @@ def _by_key(db: Session, workspace_id: int, key: str) -> CallAttempt | None:
     return db.exec(query).first()
 
 
-def _bound_lock_waits(db: Session, seconds: float) -> None:
-    # PostgreSQL: a row or table lock held elsewhere makes the statement fail instead of waiting on.
-    # (SQLite's wait is the connection's busy timeout; the thread's deadline below covers both.)
-    if db.get_bind().dialect.name == "postgresql":
-        db.execute(text(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'"))
+@functools.cache
+def _lead_query(dialect: str, lock_timeout_ms: int) -> Select:
+    """The lead by number, one row whether it exists or not (an outer join from a one-row table).
+
+    On PostgreSQL the same statement bounds the transaction's lock waits, `set_config(..., true)`
+    being SET LOCAL: a row or index entry locked elsewhere (the same new number in a concurrent
+    request) makes a later statement fail instead of waiting on, without a round trip of its own.
+    It is the transaction's first statement that writes nothing, so it runs before any lock is asked
+    for. (SQLite's wait is the connection's busy timeout; the thread's deadline covers both.)"""
+    found = (col(Lead.workspace_id) == sa.bindparam("workspace_id")) & (col(Lead.phone) == sa.bindparam("phone"))
+    if dialect != "postgresql":
+        return select(Lead).where(found)
+    one_row = sa.select(sa.literal(1).label("one")).subquery()
+    bound = sa.func.set_config("lock_timeout", f"{lock_timeout_ms}ms", True)
+    return select(Lead, bound).select_from(one_row).outerjoin(Lead, found)
 
 
 # The default workspace's row, re-read at most this often: the anonymous form's every request needs
@@ -97,11 +109,18 @@ def _cached_default_workspace(db: Session) -> Workspace:
 
 
 def _lead(
-    db: Session, workspace_id: int, call_request: CallRequest, api_key: WorkspaceApiKey | None, now: datetime
+    db: Session,
+    workspace_id: int,
+    call_request: CallRequest,
+    api_key: WorkspaceApiKey | None,
+    now: datetime,
+    lock_timeout_ms: int,
 ) -> tuple[Lead, bool]:
     """The lead for the number, created with the request's consent when new (no savepoint: a
     concurrent request creating the same lead makes the commit fail, and the whole step runs again)."""
-    lead = db.exec(select(Lead).where(Lead.workspace_id == workspace_id, Lead.phone == call_request.phone)).first()
+    query = _lead_query(db.get_bind().dialect.name, lock_timeout_ms)
+    row = db.execute(query, {"workspace_id": workspace_id, "phone": call_request.phone}).first()
+    lead = row[0] if row is not None else None
     created = lead is None
     if lead is None:
         lead = build_row(
@@ -142,6 +161,13 @@ def accept_call(
             return _accept_call(engine, settings, call_request, workspace_key, idempotency_key, now)
         except IntegrityError:
             return _accept_call(engine, settings, call_request, workspace_key, idempotency_key, now)
+        except DBAPIError as error:
+            # A connection the server dropped since its last use (connections in steady use are not
+            # pinged at checkout: models/database.py): the pool has let go of it and of every older
+            # one, so once more on a new connection. A database that is down fails again: 503.
+            if not error.connection_invalidated:
+                raise
+            return _accept_call(engine, settings, call_request, workspace_key, idempotency_key, now)
 
 
 _SQLITE_WRITER = threading.Lock()
@@ -169,7 +195,6 @@ def _accept_call(
 ) -> AcceptedCall:
     # expire_on_commit=False: the answer reads the attempt it just wrote, without a SELECT to reload it.
     with Session(engine, expire_on_commit=False) as db:
-        _bound_lock_waits(db, settings.call_intake_timeout_seconds)
         workspace = db.merge(workspace_key[0], load=False) if workspace_key else _cached_default_workspace(db)
         api_key = workspace_key[1] if workspace_key else None
         assert workspace.id is not None  # a stored row
@@ -177,7 +202,8 @@ def _accept_call(
             earlier = _by_key(db, workspace.id, idempotency_key)
             if earlier is not None:
                 return _answer(earlier, now, repeated=True)
-        lead, created = _lead(db, workspace.id, call_request, api_key, now)
+        lock_timeout_ms = int(settings.call_intake_timeout_seconds * 1000)
+        lead, created = _lead(db, workspace.id, call_request, api_key, now, lock_timeout_ms)
         assert lead.id is not None
         facts = gather_facts(db, workspace, lead, settings, now, lead_is_new=created)
         verdict = decide(facts)

@@ -42,6 +42,9 @@ def insert_row(db: Session, row: SQLModel) -> int:
         for column in table.columns
         if not ((value := getattr(row, column.name)) is None and column.primary_key)
     }
-    new_id: int = db.execute(_insert_returning_id(table), values).scalar_one()
+    # On the session's connection, not through Session.execute: the ORM's execution path (its
+    # compile state, the autoflush) costs more CPU than the INSERT's round trip. Nothing is flushed
+    # first, so the row's references must be stored rows already.
+    new_id: int = db.connection().execute(_insert_returning_id(table), values).scalar_one()
     row.id = new_id
     return new_id
