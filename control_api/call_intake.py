@@ -166,8 +166,10 @@ def accept_call(
         except DBAPIError as error:
             # A connection the server dropped since its last use (connections in steady use are not
             # pinged at checkout: models/database.py): the pool has let go of it and of every older
-            # one, so once more on a new connection. A database that is down fails again: 503.
-            if not error.connection_invalidated:
+            # one, so once more on a new connection. A database that is down fails again: 503. Not
+            # when the COMMIT itself failed (no statement named): whether it took is unknown, and a
+            # second run would replace the call it may have stored; 503, and the client retries.
+            if not error.connection_invalidated or error.statement is None:
                 raise
             return _accept_call(engine, settings, call_request, workspace_key, idempotency_key, now)
 

@@ -5,6 +5,7 @@ import threading
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from control_api.call_intake import accept_call
@@ -190,3 +191,41 @@ def test_two_requests_for_one_new_number_at_once_leave_one_lead_and_one_live_cal
         assert len(live) == 1 and live[0].call_id in {answer.call_id for answer in answers}
         # Every accepted attempt has its stored decision.
         assert all(db.get(PolicyDecision, a.policy_decision_id).allow_send for a in attempts)
+
+
+def test_a_commit_the_server_dropped_is_not_run_again(postgres_url):
+    """Whether a COMMIT whose connection died took is unknown: the step is not run a second time (it
+    would replace the call the first one may have stored); the request answers 503 instead."""
+    engine = make_engine(postgres_url)
+    init_db(engine)
+    settings = make_settings(postgres_url)
+    accept_call(engine, settings, request_for("+14155550708"), None, None, utcnow())
+
+    def drop_before_commit(connection) -> None:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        other = make_engine(postgres_url)
+        try:
+            with other.connect() as killer:
+                killer.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        finally:
+            other.dispose()
+
+    inserts: list[str] = []
+
+    def count_inserts(_conn, _cursor, statement, *_args) -> None:
+        if statement.startswith("INSERT"):
+            inserts.append(statement)
+
+    event.listen(engine, "commit", drop_before_commit)
+    event.listen(engine, "before_cursor_execute", count_inserts)
+    try:
+        with pytest.raises(OperationalError):
+            accept_call(engine, settings, request_for("+14155550709"), None, None, utcnow())
+    finally:
+        event.remove(engine, "commit", drop_before_commit)
+        event.remove(engine, "before_cursor_execute", count_inserts)
+    with Session(engine) as db:
+        stored = db.exec(select(Lead).where(Lead.phone == "+14155550709")).all()
+    engine.dispose()
+    assert len(inserts) == 1  # the lead's INSERT once: the step ran once
+    assert stored == []  # the server ended the transaction before its COMMIT
