@@ -13,13 +13,14 @@ a worker has taken (dialing, in a call) answers 409; one that is only waiting (a
 an earlier request) is replaced by this one.
 
 It is the request's whole cost, so it is kept to one transaction with one commit and, for a new
-number, five statements (tests/test_call_intake_round_trips.py): README's Performance section has
-the figures.
+number, four statements on PostgreSQL (five on SQLite; tests/test_call_intake_round_trips.py):
+README's Performance section has the figures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -29,10 +30,11 @@ from datetime import datetime
 from functools import partial
 from uuid import uuid4
 
+import sqlalchemy as sa
 from fastapi import HTTPException, status
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.sql import Select
 from sqlmodel import Session, col, select
 
 from call_queue import attempt_store
@@ -44,7 +46,7 @@ from models.call_request import CallRequest
 from models.domain import Lead, Workspace, WorkspaceApiKey
 from models.enums import LIVE_ATTEMPT_STATUSES, AttemptStatus
 from models.outreach_policy import NOT_ALLOWED, decide
-from models.row_builder import build_row, insert_row
+from models.row_builder import build_row, insert_chained, insert_row
 from models.settings import Settings
 
 
@@ -67,11 +69,21 @@ def _by_key(db: Session, workspace_id: int, key: str) -> CallAttempt | None:
     return db.exec(query).first()
 
 
-def _bound_lock_waits(db: Session, seconds: float) -> None:
-    # PostgreSQL: a row or table lock held elsewhere makes the statement fail instead of waiting on.
-    # (SQLite's wait is the connection's busy timeout; the thread's deadline below covers both.)
-    if db.get_bind().dialect.name == "postgresql":
-        db.execute(text(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'"))
+@functools.cache
+def _lead_query(dialect: str, lock_timeout_ms: int) -> Select:
+    """The lead by number, one row whether it exists or not (an outer join from a one-row table).
+
+    On PostgreSQL the same statement bounds the transaction's lock waits, `set_config(..., true)`
+    being SET LOCAL: a row or index entry locked elsewhere (the same new number in a concurrent
+    request) makes a later statement fail instead of waiting on, without a round trip of its own.
+    It is the transaction's first statement that writes nothing, so it runs before any lock is asked
+    for. (SQLite's wait is the connection's busy timeout; the thread's deadline covers both.)"""
+    found = (col(Lead.workspace_id) == sa.bindparam("workspace_id")) & (col(Lead.phone) == sa.bindparam("phone"))
+    if dialect != "postgresql":
+        return select(Lead).where(found)
+    one_row = sa.select(sa.literal(1).label("one")).subquery()
+    bound = sa.func.set_config("lock_timeout", f"{lock_timeout_ms}ms", True)
+    return select(Lead, bound).select_from(one_row).outerjoin(Lead, found)
 
 
 # The default workspace's row, re-read at most this often: the anonymous form's every request needs
@@ -82,6 +94,8 @@ _default_workspace: tuple[float, str, Workspace] | None = None
 
 
 def _cached_default_workspace(db: Session) -> Workspace:
+    """Detached from any session, every column loaded: the step only reads it (merging it into each
+    request's session cost more CPU than any of the step's statements)."""
     global _default_workspace
     url, clock = str(db.get_bind().url), time.monotonic()
     if (
@@ -89,19 +103,26 @@ def _cached_default_workspace(db: Session) -> Workspace:
         and _default_workspace[1] == url
         and clock - _default_workspace[0] < WORKSPACE_CACHE_SECONDS
     ):
-        return db.merge(_default_workspace[2], load=False)
+        return _default_workspace[2]
     workspace = default_workspace(db)
     db.expunge(workspace)
     _default_workspace = (clock, url, workspace)
-    return db.merge(workspace, load=False)
+    return workspace
 
 
 def _lead(
-    db: Session, workspace_id: int, call_request: CallRequest, api_key: WorkspaceApiKey | None, now: datetime
+    db: Session,
+    workspace_id: int,
+    call_request: CallRequest,
+    api_key: WorkspaceApiKey | None,
+    now: datetime,
+    lock_timeout_ms: int,
 ) -> tuple[Lead, bool]:
     """The lead for the number, created with the request's consent when new (no savepoint: a
     concurrent request creating the same lead makes the commit fail, and the whole step runs again)."""
-    lead = db.exec(select(Lead).where(Lead.workspace_id == workspace_id, Lead.phone == call_request.phone)).first()
+    query = _lead_query(db.get_bind().dialect.name, lock_timeout_ms)
+    row = db.execute(query, {"workspace_id": workspace_id, "phone": call_request.phone}).first()
+    lead = row[0] if row is not None else None
     created = lead is None
     if lead is None:
         lead = build_row(
@@ -142,6 +163,15 @@ def accept_call(
             return _accept_call(engine, settings, call_request, workspace_key, idempotency_key, now)
         except IntegrityError:
             return _accept_call(engine, settings, call_request, workspace_key, idempotency_key, now)
+        except DBAPIError as error:
+            # A connection the server dropped since its last use (connections in steady use are not
+            # pinged at checkout: models/database.py): the pool has let go of it and of every older
+            # one, so once more on a new connection. A database that is down fails again: 503. Not
+            # when the COMMIT itself failed (no statement named): whether it took is unknown, and a
+            # second run would replace the call it may have stored; 503, and the client retries.
+            if not error.connection_invalidated or error.statement is None:
+                raise
+            return _accept_call(engine, settings, call_request, workspace_key, idempotency_key, now)
 
 
 _SQLITE_WRITER = threading.Lock()
@@ -169,7 +199,6 @@ def _accept_call(
 ) -> AcceptedCall:
     # expire_on_commit=False: the answer reads the attempt it just wrote, without a SELECT to reload it.
     with Session(engine, expire_on_commit=False) as db:
-        _bound_lock_waits(db, settings.call_intake_timeout_seconds)
         workspace = db.merge(workspace_key[0], load=False) if workspace_key else _cached_default_workspace(db)
         api_key = workspace_key[1] if workspace_key else None
         assert workspace.id is not None  # a stored row
@@ -177,13 +206,14 @@ def _accept_call(
             earlier = _by_key(db, workspace.id, idempotency_key)
             if earlier is not None:
                 return _answer(earlier, now, repeated=True)
-        lead, created = _lead(db, workspace.id, call_request, api_key, now)
+        lock_timeout_ms = int(settings.call_intake_timeout_seconds * 1000)
+        lead, created = _lead(db, workspace.id, call_request, api_key, now, lock_timeout_ms)
         assert lead.id is not None
         facts = gather_facts(db, workspace, lead, settings, now, lead_is_new=created)
         verdict = decide(facts)
         decision = policy_decision(workspace.id, lead.id, verdict)
-        insert_row(db, decision)
         if not verdict.allow_send and (verdict.reason_code in NOT_ALLOWED or verdict.next_allowed_at is None):
+            insert_row(db, decision)
             db.commit()
             assert decision.id is not None
             raise OutreachRefused(decision.id, verdict)
@@ -191,6 +221,7 @@ def _accept_call(
         if live is not None and not attempt_store.replace_waiting(db, live, now):
             # A worker has taken the lead's call: it may be ringing. The refusal is not the policy's;
             # the decision is kept all the same (an audit of every evaluation).
+            insert_row(db, decision)
             db.commit()
             raise HTTPException(
                 status.HTTP_409_CONFLICT, detail="this number already has a call under way; try again when it ends"
@@ -207,11 +238,11 @@ def _accept_call(
             scheduled_for=at,
             idempotency_key=idempotency_key,
             reason=None if verdict.allow_send else verdict.reason_code.value,
-            policy_decision_id=decision.id,
+            policy_decision_id=None,  # the decision's, stored with it
             created_at=now,
             updated_at=now,
         )
-        insert_row(db, attempt)
+        insert_chained(db, decision, attempt, "policy_decision_id")
         db.commit()  # durable before the 202
         return _answer(attempt, now)
 

@@ -5,9 +5,11 @@ import threading
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from control_api.call_intake import accept_call
+from models import database
 from models.call_job import utcnow
 from models.call_queue import CallAttempt
 from models.call_request import CallRequest
@@ -49,17 +51,117 @@ def statements_of(engine, work) -> tuple[list[str], int]:
     return statements, commits[0]
 
 
-def test_a_new_numbers_request_is_five_statements_and_one_commit(engine, db_url):
+# A new number's request, statement by statement: the lead looked up (on PostgreSQL bounding the lock
+# waits in the same statement) and inserted, the policy's facts in one query, then the decision and
+# the attempt, on PostgreSQL in one statement (WITH decision AS (INSERT ...) INSERT ...).
+NEW_NUMBER_STATEMENTS = {
+    "sqlite": ["SELECT", "INSERT", "SELECT", "INSERT", "INSERT"],
+    "postgresql": ["SELECT", "INSERT", "SELECT", "WITH"],
+}
+
+
+def test_a_new_numbers_request_is_four_statements_and_one_commit(engine, db_url, monkeypatch):
     settings = make_settings(db_url, enforce_calling_hours=False)
     accept_call(engine, settings, request_for("+14155550700"), None, None, utcnow())  # the workspace cache filled
+    pings = count_pings(engine, monkeypatch)
 
     statements, commits = statements_of(
         engine, lambda: accept_call(engine, settings, request_for("+14155550701"), None, None, utcnow())
     )
 
-    # The lead looked up and inserted, the policy's facts in one query, the decision, the attempt.
-    assert [s for s in statements if s != "SET"] == ["SELECT", "INSERT", "SELECT", "INSERT", "INSERT"]
+    # No SET, no ping of a connection in use a moment ago. (Besides these, PostgreSQL's BEGIN and COMMIT.)
+    assert statements == NEW_NUMBER_STATEMENTS[engine.dialect.name]
+    assert pings == []
     assert commits == 1  # no savepoints: on SQLite each released one was a commit of its own
+    with Session(engine) as db:
+        attempt = db.exec(select(CallAttempt).order_by(CallAttempt.id.desc())).first()
+        decision = db.get(PolicyDecision, attempt.policy_decision_id)
+    assert decision.allow_send and decision.lead_id == attempt.lead_id  # the attempt names its own decision
+
+
+def count_pings(engine, monkeypatch) -> list[int]:
+    pings: list[int] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_connection) -> bool:
+        pings.append(1)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    return pings
+
+
+def test_postgresql_lock_waits_are_bounded_by_the_lead_lookup(postgres_url):
+    engine = make_engine(postgres_url)
+    init_db(engine)
+    settings = make_settings(postgres_url, call_intake_timeout_seconds=2.5)
+    seen: list[str] = []
+
+    def on_commit(connection) -> None:  # still inside the transaction, right before its COMMIT
+        seen.append(connection.exec_driver_sql("SHOW lock_timeout").scalar_one())
+
+    event.listen(engine, "commit", on_commit)
+    try:
+        accept_call(engine, settings, request_for("+14155550703"), None, None, utcnow())
+        with engine.connect() as connection:  # SET LOCAL's kind: the pool's next user waits as configured
+            after = connection.exec_driver_sql("SHOW lock_timeout").scalar_one()
+    finally:
+        event.remove(engine, "commit", on_commit)
+        engine.dispose()
+
+    assert seen == ["2500ms"]
+    assert after == "0"
+
+
+def _drop_every_connection_to(url: str) -> None:
+    """The server ends every session on the database (but the one asking), as a restart or failover would."""
+    other = make_engine(url)
+    try:
+        with other.connect() as connection:
+            ended = connection.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).scalar_one()
+    finally:
+        other.dispose()
+    assert ended >= 1  # the pooled connection the next request would use
+
+
+def test_a_connection_the_server_dropped_mid_use_is_replaced_and_the_call_accepted(postgres_url):
+    engine = make_engine(postgres_url)
+    init_db(engine)
+    settings = make_settings(postgres_url)
+    try:
+        accept_call(engine, settings, request_for("+14155550704"), None, None, utcnow())
+        _drop_every_connection_to(postgres_url)
+
+        # Used a moment ago, so not pinged: its first statement fails, and the step runs once more.
+        answer = accept_call(engine, settings, request_for("+14155550705"), None, None, utcnow())
+
+        with Session(engine) as db:
+            stored = db.exec(select(CallAttempt).where(CallAttempt.call_id == answer.call_id)).one()
+    finally:
+        engine.dispose()
+    assert answer.status == "queued" and stored.policy_decision_id is not None  # durable, decision and all
+
+
+def test_an_idle_connection_is_pinged_and_replaced_when_the_server_dropped_it(postgres_url, monkeypatch):
+    engine = make_engine(postgres_url)
+    init_db(engine)
+    settings = make_settings(postgres_url)
+    try:
+        accept_call(engine, settings, request_for("+14155550706"), None, None, utcnow())
+        _drop_every_connection_to(postgres_url)
+        monkeypatch.setattr(database, "PING_IDLE_SECONDS", 0.0)  # as if idle for long
+        pings = count_pings(engine, monkeypatch)
+        statements, _commits = statements_of(
+            engine, lambda: accept_call(engine, settings, request_for("+14155550707"), None, None, utcnow())
+        )
+    finally:
+        engine.dispose()
+    assert pings != []
+    # Replaced at checkout: the step ran once (a retried step would show its statements twice).
+    assert statements == NEW_NUMBER_STATEMENTS["postgresql"]
 
 
 def test_two_requests_for_one_new_number_at_once_leave_one_lead_and_one_live_call(engine, db_url):
@@ -89,3 +191,41 @@ def test_two_requests_for_one_new_number_at_once_leave_one_lead_and_one_live_cal
         assert len(live) == 1 and live[0].call_id in {answer.call_id for answer in answers}
         # Every accepted attempt has its stored decision.
         assert all(db.get(PolicyDecision, a.policy_decision_id).allow_send for a in attempts)
+
+
+def test_a_commit_the_server_dropped_is_not_run_again(postgres_url):
+    """Whether a COMMIT whose connection died took is unknown: the step is not run a second time (it
+    would replace the call the first one may have stored); the request answers 503 instead."""
+    engine = make_engine(postgres_url)
+    init_db(engine)
+    settings = make_settings(postgres_url)
+    accept_call(engine, settings, request_for("+14155550708"), None, None, utcnow())
+
+    def drop_before_commit(connection) -> None:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        other = make_engine(postgres_url)
+        try:
+            with other.connect() as killer:
+                killer.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        finally:
+            other.dispose()
+
+    inserts: list[str] = []
+
+    def count_inserts(_conn, _cursor, statement, *_args) -> None:
+        if statement.startswith("INSERT"):
+            inserts.append(statement)
+
+    event.listen(engine, "commit", drop_before_commit)
+    event.listen(engine, "before_cursor_execute", count_inserts)
+    try:
+        with pytest.raises(OperationalError):
+            accept_call(engine, settings, request_for("+14155550709"), None, None, utcnow())
+    finally:
+        event.remove(engine, "commit", drop_before_commit)
+        event.remove(engine, "before_cursor_execute", count_inserts)
+    with Session(engine) as db:
+        stored = db.exec(select(Lead).where(Lead.phone == "+14155550709")).all()
+    engine.dispose()
+    assert len(inserts) == 1  # the lead's INSERT once: the step ran once
+    assert stored == []  # the server ended the transaction before its COMMIT
