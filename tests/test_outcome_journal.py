@@ -56,7 +56,9 @@ async def _eventually_opted_out(database_url: str, call_id: str, phone: str, sec
     for _ in range(int(seconds / 0.5)):
         try:
             rows, messages, lead, turns = await asyncio.to_thread(_stored, database_url, call_id, phone)
-            if rows and lead is not None and lead.stage is LeadStage.SUPPRESSED:
+            # The transcript and the lead's stage are stored in one commit after the call's row; on
+            # SQLite each of _stored's reads sees the latest commit, so wait for both to be seen.
+            if rows and messages and lead is not None and lead.stage is LeadStage.SUPPRESSED:
                 return rows, messages, lead, turns
         except Exception:  # the database is still coming back
             pass
