@@ -7,12 +7,8 @@ from voice_worker.call_session import CallSession
 
 def make_stt(settings: Settings, session: CallSession):
     if settings.stt_provider == "deepgram":
-        import os  # TEMP experiment
-
         from voice_worker.providers.deepgram_stt import EndpointedDeepgramSTTService
 
-        if os.environ.get("TMP_STOCK_DEEPGRAM"):
-            from pipecat.services.deepgram.stt import DeepgramSTTService as EndpointedDeepgramSTTService
         return EndpointedDeepgramSTTService(
             api_key=settings.deepgram_api_key.get_secret_value(), base_url=settings.deepgram_base_url or ""
         )
