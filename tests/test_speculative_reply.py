@@ -274,3 +274,55 @@ async def test_a_withdrawn_speculation_never_runs_its_tool_call(standins) -> Non
     )
     assert _heard(down) == []
     assert session.outcome is None
+
+
+def _failing_openai(session: CallSession) -> tuple[OpenAIWithRulesFallback, LLMContext]:
+    llm = OpenAIWithRulesFallback(
+        session,
+        first_token_timeout=1.0,
+        api_key=DUMMY_KEY,
+        base_url="http://127.0.0.1:9/v1",  # nothing listens: the model fails
+        settings=OpenAIWithRulesFallback.Settings(model="gpt-4o-mini"),
+    )
+    return llm, LLMContext(messages=[{"role": "system", "content": session.context.agent_instructions}], tools=CALL_TOOLS)
+
+
+async def test_a_model_that_fails_on_a_speculation_leaves_the_turn_to_the_rules_once_it_is_confirmed() -> None:
+    session = _session()
+    llm, context = _failing_openai(session)
+    _, down = await _turn(
+        llm,
+        VADUserStartedSpeakingFrame(),
+        _final("yes this is alex"),
+        SleepFrame(sleep=1.5),  # the speculation failed (or timed out) meanwhile: its fallback waits
+        VADUserStoppedSpeakingFrame(stop_secs=0.25),
+        SleepFrame(sleep=1.0),
+        context=context,
+    )
+    # The rules took the committed turn over: one turn of the dialogue, one reply heard.
+    assert session.llm_fallback_used
+    assert session.agent._turns == 1
+    assert len(_heard(down)) == 1 and _heard(down)[0].strip()
+
+
+async def test_a_model_that_fails_on_a_withdrawn_speculation_does_not_hand_that_guess_to_the_rules() -> None:
+    session = _session()
+    llm, context = _failing_openai(session)
+    _, down = await _turn(
+        llm,
+        VADUserStartedSpeakingFrame(),
+        _final("yes"),
+        SleepFrame(sleep=1.5),  # failed meanwhile
+        VADUserStoppedSpeakingFrame(stop_secs=0.25),  # judged unfinished
+        STEP,
+        VADUserStartedSpeakingFrame(),  # the caller goes on: the guess is withdrawn
+        _final("this is alex"),
+        SleepFrame(sleep=1.5),
+        VADUserStoppedSpeakingFrame(stop_secs=0.25),
+        SleepFrame(sleep=1.0),
+        context=context,
+        verdicts=(EndOfTurnState.INCOMPLETE, EndOfTurnState.COMPLETE),
+    )
+    # The rules answered the committed turn only.
+    assert session.agent._turns == 1
+    assert len(_heard(down)) == 1
