@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # With SMART_TURN: silence after VAD stop after which the turn ends although the model judged it
     # unfinished (pipecat's default is 3 s; the model judges some finished lines unfinished).
     smart_turn_stop_seconds: float = Field(default=0.5, gt=0, le=10.0)
+    # With SMART_TURN: the reply is generated from the recognizer's final while the turn's end is still
+    # being decided (VAD stop, Smart Turn, the mid-phrase hold), and held until the turn ends with the
+    # same words; dropped, unheard, when the caller goes on. Costs an LLM request per dropped guess.
+    speculative_reply: bool = True
     # Without SMART_TURN: silence after VAD stop before the turn ends.
     user_speech_timeout_seconds: float = Field(default=0.3, ge=0, le=5.0)
     # Offline recognizer (voice_worker/providers/recognition_pool.py): worker processes that decode

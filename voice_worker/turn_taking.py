@@ -1,7 +1,7 @@
 """When the caller's turn is over: Silero VAD with a short stop, then Smart Turn v3 or a silence timeout.
 
 Settings (models/settings.py, README's settings table): VAD_STOP_SECONDS, SMART_TURN,
-SMART_TURN_STOP_SECONDS, USER_SPEECH_TIMEOUT_SECONDS.
+SMART_TURN_STOP_SECONDS, USER_SPEECH_TIMEOUT_SECONDS, SPECULATIVE_REPLY (voice_worker/speculative_turn.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAn
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from models.settings import Settings
+from voice_worker.speculative_turn import SpeculativeReply
 from voice_worker.vad_analyzer import SharedSileroVADAnalyzer
 
 _SMART_TURN_MODEL = "smart-turn-v3.2-cpu.onnx"
@@ -170,6 +171,14 @@ class TranscriptAwareTurnStop(TurnAnalyzerUserTurnStopStrategy):
         await self._maybe_trigger_user_turn_stopped()
 
 
+class SpeculativeTranscriptAwareTurnStop(SpeculativeReply, TranscriptAwareTurnStop):
+    """TranscriptAwareTurnStop whose reply starts on the final transcript (SPECULATIVE_REPLY)."""
+
+    def worth_speculating(self, text: str) -> bool:
+        # A line ending mid-phrase is held open anyway, and its words will change.
+        return not ends_unfinished(text)
+
+
 def vad_analyzer(settings: Settings) -> SharedSileroVADAnalyzer:
     """The call's VAD on the process's one Silero session (voice_worker/vad_analyzer.py)."""
     return SharedSileroVADAnalyzer(params=VADParams(stop_secs=settings.vad_stop_seconds))
@@ -178,7 +187,6 @@ def vad_analyzer(settings: Settings) -> SharedSileroVADAnalyzer:
 def user_turn_strategies(settings: Settings) -> UserTurnStrategies:
     if settings.smart_turn:
         analyzer = SharedSmartTurnAnalyzer(params=SmartTurnParams(stop_secs=settings.smart_turn_stop_seconds))
-        return UserTurnStrategies(
-            stop=[TranscriptAwareTurnStop(turn_analyzer=analyzer, stop_seconds=settings.smart_turn_stop_seconds)]
-        )
+        stop_class = SpeculativeTranscriptAwareTurnStop if settings.speculative_reply else TranscriptAwareTurnStop
+        return UserTurnStrategies(stop=[stop_class(turn_analyzer=analyzer, stop_seconds=settings.smart_turn_stop_seconds)])
     return UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=settings.user_speech_timeout_seconds)])

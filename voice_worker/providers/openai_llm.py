@@ -6,18 +6,20 @@ every later turn of the call.
 """
 
 import asyncio
+from collections.abc import Sequence
 
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
 from pipecat.frames.frames import Frame, FunctionCallResultProperties, LLMTextFrame, TTSSpeakFrame
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
-from pipecat.services.llm_service import FunctionCallParams
+from pipecat.services.llm_service import FunctionCallFromLLM, FunctionCallParams
 from pipecat.services.openai.llm import OpenAILLMService
 
 from models.enums import CallOutcome, EndReason
 from models.log_config import get_logger
 from voice_worker.call_session import CallSession
+from voice_worker.providers.confirmed_turn import ConfirmedTurnLLMService
 from voice_worker.providers.rule_llm import answer_with_rules
 
 log = get_logger(__name__)
@@ -58,7 +60,7 @@ CALL_TOOLS = ToolsSchema(
 )
 
 
-class OpenAIWithRulesFallback(OpenAILLMService):
+class OpenAIWithRulesFallback(ConfirmedTurnLLMService, OpenAILLMService):
     def __init__(self, session: CallSession, first_token_timeout: float, **kwargs) -> None:
         super().__init__(**kwargs)
         self._session = session
@@ -73,9 +75,18 @@ class OpenAIWithRulesFallback(OpenAILLMService):
             self._spoke_this_turn.set()
         await super().push_frame(frame, direction)
 
+    async def run_function_calls(self, function_calls: Sequence[FunctionCallFromLLM]) -> None:
+        # The model answered (with a call): the first-token watchdog has nothing left to guard.
+        self._spoke_this_turn.set()
+        # A tool's effect cannot be held back like text: wait for the turn (confirmed_turn.py).
+        if function_calls and not await self.turn_confirmed():
+            return
+        await super().run_function_calls(function_calls)
+
     async def _process_context(self, context: LLMContext) -> None:
         if self._session.llm_fallback_used:
-            await answer_with_rules(self, self._session, context)
+            if await self.turn_confirmed():
+                await answer_with_rules(self, self._session, context)
             return
         self._spoke_this_turn.clear()
         completion = asyncio.ensure_future(super()._process_context(context))
@@ -93,6 +104,10 @@ class OpenAIWithRulesFallback(OpenAILLMService):
             if self._spoke_this_turn.is_set():
                 # The caller already heard part of an answer; the next turn falls back.
                 log.warning("llm_failed_mid_answer", call_id=self._session.call_id, error=type(exc).__name__)
+            elif not await self.turn_confirmed():
+                # A speculation's failure: the turn may not be this one; its end asks the model again.
+                log.warning("llm_failed_speculating", call_id=self._session.call_id, error=type(exc).__name__)
+                return
             else:
                 log.warning("llm_failed_rules_take_over", call_id=self._session.call_id, error=type(exc).__name__)
                 self._session.llm_fallback_used = True

@@ -7,6 +7,7 @@ from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
 
 from voice_worker.call_session import CallSession
+from voice_worker.providers.confirmed_turn import ConfirmedTurnLLMService
 
 
 def caller_turns(context: LLMContext) -> list[str]:
@@ -53,7 +54,7 @@ def rule_agent_settings() -> LLMSettings:
     )
 
 
-class RuleBasedLLMService(LLMService):
+class RuleBasedLLMService(ConfirmedTurnLLMService):
     def __init__(self, session: CallSession, **kwargs) -> None:
         kwargs.setdefault("settings", rule_agent_settings())
         super().__init__(**kwargs)
@@ -62,6 +63,10 @@ class RuleBasedLLMService(LLMService):
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if isinstance(frame, LLMContextFrame):
+            # The agent's reply advances its dialogue and may end the call: a speculative turn is
+            # answered once it is confirmed (the rules take no time to overlap with anyway).
+            if not await self.turn_confirmed():
+                return
             await self.push_frame(LLMFullResponseStartFrame())
             try:
                 await answer_with_rules(self, self._session, frame.context)
