@@ -241,6 +241,30 @@ async def test_local_stt_service_in_pipeline(decode_threads: RecognitionPool, sa
     assert transcripts[0].finalized
 
 
+async def test_speech_long_before_a_late_vad_start_is_heard_whole(decode_threads: RecognitionPool) -> None:
+    # VAD may report speech well after its onset: when its window falls so that a short first word does
+    # not start it, it starts on the next one (0.64 s into "stop calling me" on a call).
+    speech = await _stt_frames("i'm not interested", 8000)
+    late = 40  # 0.8 s of speech before the start
+    assert len(speech) > late + 10
+    silence = [InputAudioRawFrame(audio=bytes(8000 // 50 * 2), sample_rate=8000, num_channels=1)] * 10
+    stt = LocalSTTService(pool=decode_threads)
+    down, _ = await run_test(
+        stt,
+        frames_to_send=[
+            *silence,
+            *speech[:late],
+            VADUserStartedSpeakingFrame(),
+            *speech[late:],
+            *silence,
+            VADUserStoppedSpeakingFrame(),
+        ],
+        pipeline_params=PipelineParams(audio_in_sample_rate=8000),
+    )
+    transcripts = [f.text for f in down if isinstance(f, TranscriptionFrame)]
+    assert transcripts == ["i'm not interested"]
+
+
 async def test_local_stt_service_decodes_in_a_worker_process() -> None:
     pool = RecognitionPool(processes=1)
     try:

@@ -28,9 +28,12 @@ from voice_worker.providers.speech_vocabulary import CALLER_PHRASES
 # The final is ready a few ms after VAD stop (only the last block and the search's end are left);
 # reported so turn-taking strategies don't fall back to pipecat's generic 1 s guess.
 _TTFS_P99_S = 0.4
-# Audio kept from before VAD reported speech (it does so after its start_secs of speech), handed to
-# the recognizer with the utterance so its first word is whole.
-PREROLL_SECONDS = 0.5
+# Audio kept from before VAD reported speech, handed to the recognizer with the utterance so its first
+# word is whole (the silence in it is not decoded: recognition_pool drops all but 60 ms of it). VAD
+# reports speech 0.4 s after the onset of "stop calling me" as a rule, but 0.64 s when its window's
+# phase fell so that "stop" alone did not start it: with 0.5 s kept, "st" was lost, the line came out
+# "off calling me" and the opt-out with it (1 call in 4 after two others on one server).
+PREROLL_SECONDS = 1.0
 # Audio is handed to the decoder in blocks this long (the recognizer's own block), not per 20 ms frame.
 FEED_SECONDS = 0.1
 
