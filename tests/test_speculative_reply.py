@@ -7,7 +7,7 @@ from __future__ import annotations
 from uuid import uuid4
 
 import pytest
-from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer, BaseTurnParams, EndOfTurnState
+from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
 from pipecat.frames.frames import (
     Frame,
     InterimTranscriptionFrame,
@@ -20,7 +20,6 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.metrics.metrics import MetricsData
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair, LLMUserAggregatorParams
@@ -35,6 +34,7 @@ from models.settings import Settings
 from prompts.context_builder import build_context
 from scripts.standins.app import DUMMY_KEY, StandinDelays, Standins, running_standins
 from tests.support import BOOK_MEETING_REQUEST
+from tests.support.turn_analyzers import ScriptedTurnAnalyzer
 from voice_worker.call_session import CallSession
 from voice_worker.providers.confirmed_turn import ConfirmedTurnLLMService
 from voice_worker.providers.openai_llm import CALL_TOOLS, OpenAIWithRulesFallback
@@ -43,31 +43,6 @@ from voice_worker.turn_taking import SpeculativeTranscriptAwareTurnStop, Transcr
 
 # Long enough for each step's frames to be processed before the next step is sent (ordering, not timing).
 STEP = SleepFrame(sleep=0.3)
-
-
-class _Verdicts(BaseTurnAnalyzer):
-    """A turn model that judges each VAD stop as told: the first pause unfinished, say."""
-
-    def __init__(self, *verdicts: EndOfTurnState) -> None:
-        super().__init__()
-        self._verdicts = list(verdicts)
-
-    @property
-    def speech_triggered(self) -> bool:
-        return True
-
-    @property
-    def params(self) -> BaseTurnParams:
-        return BaseTurnParams()
-
-    def append_audio(self, buffer: bytes, is_speech: bool) -> EndOfTurnState:
-        return EndOfTurnState.INCOMPLETE
-
-    async def analyze_end_of_turn(self) -> tuple[EndOfTurnState, MetricsData | None]:
-        return (self._verdicts.pop(0) if self._verdicts else EndOfTurnState.COMPLETE), None
-
-    def clear(self) -> None:
-        pass
 
 
 class _EchoLLM(ConfirmedTurnLLMService):
@@ -113,7 +88,7 @@ async def _turn(
     llm, *steps: Frame, verdicts: tuple[EndOfTurnState, ...] = (), context: LLMContext | None = None
 ) -> tuple[LLMContext, list[Frame]]:
     context = context or LLMContext(messages=[{"role": "system", "content": "be brief"}])
-    stop = SpeculativeTranscriptAwareTurnStop(turn_analyzer=_Verdicts(*verdicts), stop_seconds=5.0)
+    stop = SpeculativeTranscriptAwareTurnStop(turn_analyzer=ScriptedTurnAnalyzer(*verdicts), stop_seconds=5.0)
     pair = LLMContextAggregatorPair(
         context, user_params=LLMUserAggregatorParams(user_turn_strategies=UserTurnStrategies(stop=[stop]))
     )

@@ -7,11 +7,10 @@ import audioop
 import time
 
 import numpy as np
-from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer, BaseTurnParams, EndOfTurnState
+from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
 from pipecat.audio.vad.vad_analyzer import VADState
 from pipecat.clocks.system_clock import SystemClock
 from pipecat.frames.frames import TranscriptionFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame
-from pipecat.metrics.metrics import MetricsData
 from pipecat.processors.frame_processor import FrameProcessorSetup
 from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAnalyzerUserTurnStopStrategy
@@ -23,6 +22,7 @@ from prompts.context_builder import build_context
 from simulator.callee import speech_frames
 from simulator.caller_scripts import caller_script
 from tests.support import BOOK_MEETING_REQUEST
+from tests.support.turn_analyzers import ScriptedTurnAnalyzer
 from voice_worker.providers.espeak_synth import resample_pcm16, synthesize
 from voice_worker.turn_taking import (
     SharedSmartTurnAnalyzer,
@@ -72,29 +72,8 @@ async def test_shared_smart_turn_judges_a_finished_sentence_complete() -> None:
     assert np.isfinite(metrics.e2e_processing_time_ms)  # type: ignore[attr-defined]
 
 
-class _AlwaysComplete(BaseTurnAnalyzer):
-    """A turn model that judges every pause the end of the turn (Smart Turn on flat synthetic speech)."""
-
-    @property
-    def speech_triggered(self) -> bool:
-        return True
-
-    @property
-    def params(self) -> BaseTurnParams:
-        return BaseTurnParams()
-
-    def append_audio(self, buffer: bytes, is_speech: bool) -> EndOfTurnState:
-        return EndOfTurnState.INCOMPLETE
-
-    async def analyze_end_of_turn(self) -> tuple[EndOfTurnState, MetricsData | None]:
-        return EndOfTurnState.COMPLETE, None
-
-    def clear(self) -> None:
-        pass
-
-
 async def _turn_stop_strategy(stopped: asyncio.Event) -> TranscriptAwareTurnStop:
-    strategy = TranscriptAwareTurnStop(turn_analyzer=_AlwaysComplete(), stop_seconds=0.3)
+    strategy = TranscriptAwareTurnStop(turn_analyzer=ScriptedTurnAnalyzer(), stop_seconds=0.3)
     setup = FrameProcessorSetup(
         clock=SystemClock(), pipeline_worker=None, task_manager=TaskManager(loop=asyncio.get_running_loop())
     )  # type: ignore[arg-type]
