@@ -1,7 +1,8 @@
 """POST /calls's database step: the lead, its consent, the policy's decision, and the call attempt.
 
-It runs in a worker thread (the event loop keeps serving live calls' media meanwhile) and within a
-bounded time: a database that stays locked or unreachable answers 503 with Retry-After instead of
+It never blocks the event loop (live calls' media is served meanwhile): on PostgreSQL its round trips
+are awaited on the loop, on SQLite (whose calls block whatever the driver) it runs in a worker
+thread. And it runs within a bounded time: a database that stays locked or unreachable answers 503 with Retry-After instead of
 holding the request. What it decides:
 - the policy allows now: an attempt due now (`queued`; the scheduler is woken to dial it);
 - only time rules stand in the way (calling hours, follow-up spacing, daily budget): an attempt at
@@ -34,8 +35,10 @@ import sqlalchemy as sa
 from fastapi import HTTPException, status
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
 from sqlmodel import Session, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from call_queue import attempt_store
 from call_queue.policy_facts import gather_facts, policy_decision
@@ -158,20 +161,53 @@ def accept_call(
     together or not at all. A unique key a concurrent request took first (the same new number, the
     same Idempotency-Key, a second live attempt for the lead) fails the commit: run it once more,
     and that run sees the other request's rows."""
+
+    def once() -> AcceptedCall:
+        # expire_on_commit=False: the answer reads the attempt it just wrote, without a SELECT to reload it.
+        with Session(engine, expire_on_commit=False) as db:
+            return _accept_call(db, settings, call_request, workspace_key, idempotency_key, now)
+
     with _writer_turn(engine):
         try:
-            return _accept_call(engine, settings, call_request, workspace_key, idempotency_key, now)
-        except IntegrityError:
-            return _accept_call(engine, settings, call_request, workspace_key, idempotency_key, now)
+            return once()
         except DBAPIError as error:
-            # A connection the server dropped since its last use (connections in steady use are not
-            # pinged at checkout: models/database.py): the pool has let go of it and of every older
-            # one, so once more on a new connection. A database that is down fails again: 503. Not
-            # when the COMMIT itself failed (no statement named): whether it took is unknown, and a
-            # second run would replace the call it may have stored; 503, and the client retries.
-            if not error.connection_invalidated or error.statement is None:
+            if not _run_again(error):
                 raise
-            return _accept_call(engine, settings, call_request, workspace_key, idempotency_key, now)
+            return once()
+
+
+async def accept_call_on_loop(
+    engine: AsyncEngine,
+    settings: Settings,
+    call_request: CallRequest,
+    workspace_key: tuple[Workspace, WorkspaceApiKey] | None,
+    idempotency_key: str | None,
+    now: datetime,
+) -> AcceptedCall:
+    """`accept_call` with its round trips awaited on the event loop (PostgreSQL): the same step."""
+
+    async def once() -> AcceptedCall:
+        async with AsyncSession(engine, expire_on_commit=False) as db:
+            return await db.run_sync(_accept_call, settings, call_request, workspace_key, idempotency_key, now)
+
+    try:
+        return await once()
+    except DBAPIError as error:
+        if not _run_again(error):
+            raise
+        return await once()
+
+
+def _run_again(error: DBAPIError) -> bool:
+    """Whether a failed step is run once more: a unique key a concurrent request took first (that run
+    sees its rows), or a connection the server dropped since its last use (connections in steady use
+    are not pinged at checkout: models/database.py), which the pool has let go of with every older
+    one. A database that is down fails again: 503. Not when the COMMIT itself failed (no statement
+    named): whether it took is unknown, and a second run would replace the call it may have stored;
+    503, and the client retries."""
+    if isinstance(error, IntegrityError):
+        return True
+    return error.connection_invalidated and error.statement is not None
 
 
 _SQLITE_WRITER = threading.Lock()
@@ -190,61 +226,57 @@ def _writer_turn(engine: Engine) -> Iterator[None]:
 
 
 def _accept_call(
-    engine: Engine,
+    db: Session,
     settings: Settings,
     call_request: CallRequest,
     workspace_key: tuple[Workspace, WorkspaceApiKey] | None,
     idempotency_key: str | None,
     now: datetime,
 ) -> AcceptedCall:
-    # expire_on_commit=False: the answer reads the attempt it just wrote, without a SELECT to reload it.
-    with Session(engine, expire_on_commit=False) as db:
-        workspace = db.merge(workspace_key[0], load=False) if workspace_key else _cached_default_workspace(db)
-        api_key = workspace_key[1] if workspace_key else None
-        assert workspace.id is not None  # a stored row
-        if idempotency_key is not None:
-            earlier = _by_key(db, workspace.id, idempotency_key)
-            if earlier is not None:
-                return _answer(earlier, now, repeated=True)
-        lock_timeout_ms = int(settings.call_intake_timeout_seconds * 1000)
-        lead, created = _lead(db, workspace.id, call_request, api_key, now, lock_timeout_ms)
-        assert lead.id is not None
-        facts = gather_facts(db, workspace, lead, settings, now, lead_is_new=created)
-        verdict = decide(facts)
-        decision = policy_decision(workspace.id, lead.id, verdict)
-        if not verdict.allow_send and (verdict.reason_code in NOT_ALLOWED or verdict.next_allowed_at is None):
-            insert_row(db, decision)
-            db.commit()
-            assert decision.id is not None
-            raise OutreachRefused(decision.id, verdict)
-        live = None if created else _live_attempt(db, lead.id)
-        if live is not None and not attempt_store.replace_waiting(db, live, now):
-            # A worker has taken the lead's call: it may be ringing. The refusal is not the policy's;
-            # the decision is kept all the same (an audit of every evaluation).
-            insert_row(db, decision)
-            db.commit()
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, detail="this number already has a call under way; try again when it ends"
-            )
-        at = now if verdict.allow_send else verdict.next_allowed_at
-        assert at is not None
-        attempt = build_row(
-            CallAttempt,
-            workspace_id=workspace.id,
-            lead_id=lead.id,
-            call_id=str(uuid4()),
-            # The Turnstile token was for this request only; it is not kept with the call.
-            call_request=call_request.model_dump(mode="json", exclude={"turnstile_token"}),
-            scheduled_for=at,
-            idempotency_key=idempotency_key,
-            reason=None if verdict.allow_send else verdict.reason_code.value,
-            policy_decision_id=None,  # the decision's, stored with it
-            created_at=now,
-            updated_at=now,
-        )
-        insert_chained(db, decision, attempt, "policy_decision_id")
-        db.commit()  # durable before the 202
-        return _answer(attempt, now)
+    workspace = db.merge(workspace_key[0], load=False) if workspace_key else _cached_default_workspace(db)
+    api_key = workspace_key[1] if workspace_key else None
+    assert workspace.id is not None  # a stored row
+    if idempotency_key is not None:
+        earlier = _by_key(db, workspace.id, idempotency_key)
+        if earlier is not None:
+            return _answer(earlier, now, repeated=True)
+    lock_timeout_ms = int(settings.call_intake_timeout_seconds * 1000)
+    lead, created = _lead(db, workspace.id, call_request, api_key, now, lock_timeout_ms)
+    assert lead.id is not None
+    facts = gather_facts(db, workspace, lead, settings, now, lead_is_new=created)
+    verdict = decide(facts)
+    decision = policy_decision(workspace.id, lead.id, verdict)
+    if not verdict.allow_send and (verdict.reason_code in NOT_ALLOWED or verdict.next_allowed_at is None):
+        insert_row(db, decision)
+        db.commit()
+        assert decision.id is not None
+        raise OutreachRefused(decision.id, verdict)
+    live = None if created else _live_attempt(db, lead.id)
+    if live is not None and not attempt_store.replace_waiting(db, live, now):
+        # A worker has taken the lead's call: it may be ringing. The refusal is not the policy's;
+        # the decision is kept all the same (an audit of every evaluation).
+        insert_row(db, decision)
+        db.commit()
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="this number already has a call under way; try again when it ends")
+    at = now if verdict.allow_send else verdict.next_allowed_at
+    assert at is not None
+    attempt = build_row(
+        CallAttempt,
+        workspace_id=workspace.id,
+        lead_id=lead.id,
+        call_id=str(uuid4()),
+        # The Turnstile token was for this request only; it is not kept with the call.
+        call_request=call_request.model_dump(mode="json", exclude={"turnstile_token"}),
+        scheduled_for=at,
+        idempotency_key=idempotency_key,
+        reason=None if verdict.allow_send else verdict.reason_code.value,
+        policy_decision_id=None,  # the decision's, stored with it
+        created_at=now,
+        updated_at=now,
+    )
+    insert_chained(db, decision, attempt, "policy_decision_id")
+    db.commit()  # durable before the 202
+    return _answer(attempt, now)
 
 
 def database_busy(settings: Settings) -> HTTPException:
@@ -256,21 +288,28 @@ def database_busy(settings: Settings) -> HTTPException:
     )
 
 
-async def accept_call_in_thread(
+async def accept_call_in_time(
     engine: Engine,
+    loop_engine: AsyncEngine | None,
     settings: Settings,
     call_request: CallRequest,
     workspace_key: tuple[Workspace, WorkspaceApiKey] | None,
     idempotency_key: str | None,
 ) -> AcceptedCall:
-    """`accept_call` off the event loop, answered within CALL_INTAKE_TIMEOUT_SECONDS or 503."""
-    step = partial(accept_call, engine, settings, call_request, workspace_key, idempotency_key, utcnow())
+    """`accept_call` without blocking the event loop (on it with PostgreSQL, in a thread with SQLite),
+    answered within CALL_INTAKE_TIMEOUT_SECONDS or 503."""
+    now = utcnow()
+    if loop_engine is not None:
+        step = accept_call_on_loop(loop_engine, settings, call_request, workspace_key, idempotency_key, now)
+    else:
+        step = asyncio.to_thread(partial(accept_call, engine, settings, call_request, workspace_key, idempotency_key, now))
     try:
-        return await asyncio.wait_for(asyncio.to_thread(step), settings.call_intake_timeout_seconds)
+        return await asyncio.wait_for(step, settings.call_intake_timeout_seconds)
     except (HTTPException, OutreachRefused):
         raise
     except TimeoutError:
-        # The thread may still finish; a retry with the same Idempotency-Key then finds its call.
+        # SQLite's thread may still finish (the loop's step is cancelled and rolled back); a retry
+        # with the same Idempotency-Key then finds its call.
         raise database_busy(settings) from None
     except OperationalError:  # locked past lock_timeout, or the database is unreachable
         raise database_busy(settings) from None

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import httpx
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from models.database import init_db, make_engine
+from models.database import init_db, make_engine, make_loop_engine
 from models.outcome_journal import OutcomeJournal
 from models.session_store import SessionStore, create_session_store
 from models.settings import Settings
@@ -41,6 +42,8 @@ class Services:
     sms_responder: SmsResponder
     # Where finished calls are journaled before the database (after_call/outcome_writer.py).
     journal: OutcomeJournal
+    # The same database for steps run on the event loop (POST /calls's); None on SQLite.
+    loop_engine: AsyncEngine | None = None
 
 
 def assemble_services(
@@ -68,6 +71,7 @@ async def open_services(settings: Settings, make_dialer: DialerFactory, dialer: 
     store = create_session_store(settings.redis_url)
     twilio = TwilioAccount(settings) if settings.twilio_configured else None
     services = assemble_services(settings, store, engine, twilio, dialer or make_dialer(settings, twilio))
+    services.loop_engine = make_loop_engine(settings.database_url)
     try:
         yield services
     finally:
@@ -78,4 +82,6 @@ async def open_services(settings: Settings, make_dialer: DialerFactory, dialer: 
             await twilio.aclose()
         await services.http.aclose()
         await store.close()
+        if services.loop_engine is not None:
+            await services.loop_engine.dispose()
         engine.dispose()

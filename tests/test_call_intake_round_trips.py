@@ -1,30 +1,73 @@
 """POST /calls's database step in few round trips and one commit (what keeps it fast), and still
-right when two requests for one new number race."""
+right when two requests for one new number race. The step runs as the service runs it: awaited on
+the event loop with PostgreSQL, in a worker thread with SQLite."""
 
-import threading
+import asyncio
 
 import pytest
+from fastapi import HTTPException
 from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
-from control_api.call_intake import accept_call
+from control_api.call_intake import AcceptedCall, accept_call_in_time
 from models import database
-from models.call_job import utcnow
 from models.call_queue import CallAttempt
 from models.call_request import CallRequest
-from models.database import init_db, make_engine
+from models.database import init_db, make_engine, make_loop_engine
 from models.domain import Lead, PolicyDecision
 from models.enums import AttemptStatus
 from tests.support import CALL_REQUEST, make_settings
 
 
+class Intake:
+    """The service's two engines on one database, and one event loop to run the step on."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        init_db(self.engine)
+        self.loop_engine = make_loop_engine(url)
+        self.runner = asyncio.Runner()
+
+    @property
+    def statements_engine(self):
+        """The engine whose connections the step uses (events are listened for on it)."""
+        return self.loop_engine.sync_engine if self.loop_engine is not None else self.engine
+
+    def accept(self, settings, *phones: str) -> list[AcceptedCall]:
+        """One request per number, all at once."""
+        steps = [accept_call_in_time(self.engine, self.loop_engine, settings, request_for(phone), None, None) for phone in phones]
+
+        async def together():
+            return await asyncio.gather(*steps, return_exceptions=True)
+
+        return self.runner.run(together())
+
+    def accept_one(self, settings, phone: str) -> AcceptedCall:
+        [answer] = self.accept(settings, phone)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def close(self) -> None:
+        if self.loop_engine is not None:
+            self.runner.run(self.loop_engine.dispose())
+        self.runner.close()
+        self.engine.dispose()
+
+
 @pytest.fixture()
-def engine(db_url):
-    engine = make_engine(db_url)
-    init_db(engine)
-    yield engine
-    engine.dispose()
+def intake(db_url):
+    intake = Intake(db_url)
+    yield intake
+    intake.close()
+
+
+@pytest.fixture()
+def pg_intake(postgres_url):
+    intake = Intake(postgres_url)
+    assert intake.loop_engine is not None  # PostgreSQL's step runs on the event loop
+    yield intake
+    intake.close()
 
 
 def request_for(phone: str) -> CallRequest:
@@ -60,20 +103,19 @@ NEW_NUMBER_STATEMENTS = {
 }
 
 
-def test_a_new_numbers_request_is_four_statements_and_one_commit(engine, db_url, monkeypatch):
+def test_a_new_numbers_request_is_four_statements_and_one_commit(intake, db_url, monkeypatch):
     settings = make_settings(db_url, enforce_calling_hours=False)
-    accept_call(engine, settings, request_for("+14155550700"), None, None, utcnow())  # the workspace cache filled
+    intake.accept_one(settings, "+14155550700")  # the workspace cache filled
+    engine = intake.statements_engine
     pings = count_pings(engine, monkeypatch)
 
-    statements, commits = statements_of(
-        engine, lambda: accept_call(engine, settings, request_for("+14155550701"), None, None, utcnow())
-    )
+    statements, commits = statements_of(engine, lambda: intake.accept_one(settings, "+14155550701"))
 
     # No SET, no ping of a connection in use a moment ago. (Besides these, PostgreSQL's BEGIN and COMMIT.)
     assert statements == NEW_NUMBER_STATEMENTS[engine.dialect.name]
     assert pings == []
     assert commits == 1  # no savepoints: on SQLite each released one was a commit of its own
-    with Session(engine) as db:
+    with Session(intake.engine) as db:
         attempt = db.exec(select(CallAttempt).order_by(CallAttempt.id.desc())).first()
         decision = db.get(PolicyDecision, attempt.policy_decision_id)
     assert decision.allow_send and decision.lead_id == attempt.lead_id  # the attempt names its own decision
@@ -92,22 +134,25 @@ def count_pings(engine, monkeypatch) -> list[int]:
 
 
 def test_postgresql_lock_waits_are_bounded_by_the_lead_lookup(postgres_url):
-    engine = make_engine(postgres_url)
-    init_db(engine)
+    intake = Intake(postgres_url)
     settings = make_settings(postgres_url, call_intake_timeout_seconds=2.5)
     seen: list[str] = []
 
     def on_commit(connection) -> None:  # still inside the transaction, right before its COMMIT
         seen.append(connection.exec_driver_sql("SHOW lock_timeout").scalar_one())
 
-    event.listen(engine, "commit", on_commit)
+    event.listen(intake.statements_engine, "commit", on_commit)
     try:
-        accept_call(engine, settings, request_for("+14155550703"), None, None, utcnow())
-        with engine.connect() as connection:  # SET LOCAL's kind: the pool's next user waits as configured
-            after = connection.exec_driver_sql("SHOW lock_timeout").scalar_one()
+        intake.accept_one(settings, "+14155550703")
+
+        async def lock_timeout_after() -> str:  # SET LOCAL's kind: the pool's next user waits as configured
+            async with intake.loop_engine.connect() as connection:
+                return (await connection.exec_driver_sql("SHOW lock_timeout")).scalar_one()
+
+        after = intake.runner.run(lock_timeout_after())
     finally:
-        event.remove(engine, "commit", on_commit)
-        engine.dispose()
+        event.remove(intake.statements_engine, "commit", on_commit)
+        intake.close()
 
     assert seen == ["2500ms"]
     assert after == "0"
@@ -127,64 +172,42 @@ def _drop_every_connection_to(url: str) -> None:
     assert ended >= 1  # the pooled connection the next request would use
 
 
-def test_a_connection_the_server_dropped_mid_use_is_replaced_and_the_call_accepted(postgres_url):
-    engine = make_engine(postgres_url)
-    init_db(engine)
+def test_a_connection_the_server_dropped_mid_use_is_replaced_and_the_call_accepted(pg_intake, postgres_url):
     settings = make_settings(postgres_url)
-    try:
-        accept_call(engine, settings, request_for("+14155550704"), None, None, utcnow())
-        _drop_every_connection_to(postgres_url)
+    pg_intake.accept_one(settings, "+14155550704")
+    _drop_every_connection_to(postgres_url)
 
-        # Used a moment ago, so not pinged: its first statement fails, and the step runs once more.
-        answer = accept_call(engine, settings, request_for("+14155550705"), None, None, utcnow())
+    # Used a moment ago, so not pinged: its first statement fails, and the step runs once more.
+    answer = pg_intake.accept_one(settings, "+14155550705")
 
-        with Session(engine) as db:
-            stored = db.exec(select(CallAttempt).where(CallAttempt.call_id == answer.call_id)).one()
-    finally:
-        engine.dispose()
+    pg_intake.engine.dispose()  # the checking engine's pooled connection was dropped too
+    with Session(pg_intake.engine) as db:
+        stored = db.exec(select(CallAttempt).where(CallAttempt.call_id == answer.call_id)).one()
     assert answer.status == "queued" and stored.policy_decision_id is not None  # durable, decision and all
 
 
-def test_an_idle_connection_is_pinged_and_replaced_when_the_server_dropped_it(postgres_url, monkeypatch):
-    engine = make_engine(postgres_url)
-    init_db(engine)
+def test_an_idle_connection_is_pinged_and_replaced_when_the_server_dropped_it(pg_intake, postgres_url, monkeypatch):
     settings = make_settings(postgres_url)
-    try:
-        accept_call(engine, settings, request_for("+14155550706"), None, None, utcnow())
-        _drop_every_connection_to(postgres_url)
-        monkeypatch.setattr(database, "PING_IDLE_SECONDS", 0.0)  # as if idle for long
-        pings = count_pings(engine, monkeypatch)
-        statements, _commits = statements_of(
-            engine, lambda: accept_call(engine, settings, request_for("+14155550707"), None, None, utcnow())
-        )
-    finally:
-        engine.dispose()
+    pg_intake.accept_one(settings, "+14155550706")
+    _drop_every_connection_to(postgres_url)
+    monkeypatch.setattr(database, "PING_IDLE_SECONDS", 0.0)  # as if idle for long
+    engine = pg_intake.statements_engine
+    pings = count_pings(engine, monkeypatch)
+
+    statements, _commits = statements_of(engine, lambda: pg_intake.accept_one(settings, "+14155550707"))
+
     assert pings != []
     # Replaced at checkout: the step ran once (a retried step would show its statements twice).
     assert statements == NEW_NUMBER_STATEMENTS["postgresql"]
 
 
-def test_two_requests_for_one_new_number_at_once_leave_one_lead_and_one_live_call(engine, db_url):
+def test_two_requests_for_one_new_number_at_once_leave_one_lead_and_one_live_call(intake, db_url):
     settings = make_settings(db_url, enforce_calling_hours=False)
-    barrier = threading.Barrier(2)
-    answers, errors = [], []
 
-    def submit() -> None:
-        try:
-            barrier.wait()
-            answers.append(accept_call(engine, settings, request_for("+14155550702"), None, None, utcnow()))
-        except Exception as exc:  # reported by the assertion below
-            errors.append(exc)
+    answers = intake.accept(settings, "+14155550702", "+14155550702")
 
-    threads = [threading.Thread(target=submit) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
-    assert {answer.status for answer in answers} == {"queued"}
-    with Session(engine) as db:
+    assert [answer.status for answer in answers] == ["queued", "queued"]  # no exception among them
+    with Session(intake.engine) as db:
         assert len(db.exec(select(Lead).where(Lead.phone == "+14155550702")).all()) == 1
         attempts = db.exec(select(CallAttempt)).all()
         live = [a for a in attempts if a.status is not AttemptStatus.CANCELED]
@@ -193,13 +216,12 @@ def test_two_requests_for_one_new_number_at_once_leave_one_lead_and_one_live_cal
         assert all(db.get(PolicyDecision, a.policy_decision_id).allow_send for a in attempts)
 
 
-def test_a_commit_the_server_dropped_is_not_run_again(postgres_url):
+def test_a_commit_the_server_dropped_is_not_run_again(pg_intake, postgres_url):
     """Whether a COMMIT whose connection died took is unknown: the step is not run a second time (it
     would replace the call the first one may have stored); the request answers 503 instead."""
-    engine = make_engine(postgres_url)
-    init_db(engine)
     settings = make_settings(postgres_url)
-    accept_call(engine, settings, request_for("+14155550708"), None, None, utcnow())
+    pg_intake.accept_one(settings, "+14155550708")
+    engine = pg_intake.statements_engine
 
     def drop_before_commit(connection) -> None:
         pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
@@ -219,13 +241,13 @@ def test_a_commit_the_server_dropped_is_not_run_again(postgres_url):
     event.listen(engine, "commit", drop_before_commit)
     event.listen(engine, "before_cursor_execute", count_inserts)
     try:
-        with pytest.raises(OperationalError):
-            accept_call(engine, settings, request_for("+14155550709"), None, None, utcnow())
+        with pytest.raises(HTTPException) as refused:
+            pg_intake.accept_one(settings, "+14155550709")
     finally:
         event.remove(engine, "commit", drop_before_commit)
         event.remove(engine, "before_cursor_execute", count_inserts)
-    with Session(engine) as db:
+    with Session(pg_intake.engine) as db:
         stored = db.exec(select(Lead).where(Lead.phone == "+14155550709")).all()
-    engine.dispose()
+    assert refused.value.status_code == 503 and refused.value.headers["Retry-After"]
     assert len(inserts) == 1  # the lead's INSERT once: the step ran once
     assert stored == []  # the server ended the transaction before its COMMIT

@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from sqlmodel import Session, col, select
 
-from control_api.call_intake import accept_call_in_thread
+from control_api.call_intake import accept_call_in_time
 from control_api.call_visibility import public_context, require_call_visible, require_context_visible
 from control_api.deps import get_db, get_services, get_store
 from control_api.security import guard_public_call_request
@@ -56,7 +56,9 @@ async def create_call(
     Refusals raise OutreachRefused (422 with reason_code; 429 when a time rule has no window in sight).
     """
     settings = services.settings
-    accepted = await accept_call_in_thread(services.engine, settings, call_request, workspace_key, idempotency_key)
+    accepted = await accept_call_in_time(
+        services.engine, services.loop_engine, settings, call_request, workspace_key, idempotency_key
+    )
     if accepted.status == "queued" and not accepted.repeated:
         _wake_queue(request)
     log.info(
