@@ -5,6 +5,7 @@ lead and its workspace, and commits the PolicyDecision, allowed or not, before a
 Below both the control API and the queue's workers, which re-check right before every dial.
 """
 
+import functools
 import json
 from datetime import datetime
 from typing import Any
@@ -41,14 +42,21 @@ def call_strategy(db: Session, workspace_id: int, named_version_id: int | None) 
 
 def is_attested(db: Session, workspace_id: int, lead_id: int) -> bool:
     """The newest attestation for this lead decides; without one, the newest workspace-wide one."""
-    lead_says, workspace_says = db.execute(sa.select(*_attestations(workspace_id, lead_id))).one()
+    lead_says, workspace_says = db.execute(_attestations_query(), {"workspace_id": workspace_id, "lead_id": lead_id}).one()
     return _attested(lead_says, workspace_says)
 
 
-def _attestations(workspace_id: int, lead_id: int) -> tuple[sa.ScalarSelect, sa.ScalarSelect]:
-    base = select(OutreachAttestation.granted).where(OutreachAttestation.workspace_id == workspace_id)
+@functools.cache
+def _attestations_query() -> sa.Select:
+    return sa.select(*_attestations())
+
+
+def _attestations() -> tuple[sa.ScalarSelect, sa.ScalarSelect]:
+    """The newest lead-scoped and workspace-wide attestations; binds `workspace_id` and `lead_id`."""
+    base = select(OutreachAttestation.granted).where(OutreachAttestation.workspace_id == sa.bindparam("workspace_id"))
     newest = (col(OutreachAttestation.timestamp).desc(), col(OutreachAttestation.id).desc())
-    lead_scope, workspace_scope = OutreachAttestation.lead_id == lead_id, col(OutreachAttestation.lead_id).is_(None)
+    lead_scope = OutreachAttestation.lead_id == sa.bindparam("lead_id")
+    workspace_scope = col(OutreachAttestation.lead_id).is_(None)
     return (
         base.where(lead_scope).order_by(*newest).limit(1).scalar_subquery(),
         base.where(workspace_scope).order_by(*newest).limit(1).scalar_subquery(),
@@ -77,21 +85,11 @@ def gather_facts(
     a second for the lead's earlier calls unless it has none."""
     assert workspace.id is not None and lead.id is not None  # stored rows
     day_start, day_end = budget_day(now, workspace.timezone)
-    calls_today = (
-        select(func.count())
-        .select_from(Call)
-        .where(Call.workspace_id == workspace.id, Call.created_at >= day_start, Call.created_at < day_end)
-        .scalar_subquery()
-    )
-    active = (StrategyVersion.workspace_id == workspace.id, StrategyVersion.status == StrategyStatus.ACTIVE)
-    preset = select(StrategyVersion.followup_preset).where(*active).limit(1).scalar_subquery()
-    overrides = select(StrategyVersion.interval_overrides).where(*active).limit(1).scalar_subquery()
-    lead_says, workspace_says = _attestations(workspace.id, lead.id)
     # On the session's connection (after a flush: an attestation just added counts), not through the
     # ORM's execution path, which costs more CPU than the query's round trip on POST /calls.
     db.flush()
-    facts_query = sa.select(calls_today, preset, overrides, lead_says, workspace_says)
-    row: tuple[Any, ...] = tuple(db.connection().execute(facts_query).one())
+    bound = {"workspace_id": workspace.id, "lead_id": lead.id, "day_start": day_start, "day_end": day_end}
+    row: tuple[Any, ...] = tuple(db.connection().execute(_facts_query(), bound).one())
     today, preset_value, overrides_value, lead_attested, workspace_attested = row
     attempts: list[datetime] = []
     if not lead_is_new:
@@ -122,6 +120,27 @@ def gather_facts(
         enforce_calling_hours=settings.enforce_calling_hours,
         requested_callback=requested_callback,
     )
+
+
+@functools.cache
+def _facts_query() -> sa.Select:
+    """Built once, its values bound at execution: building it per request cost more CPU than its
+    round trip. Binds `workspace_id`, `lead_id`, and the budget day's `day_start` and `day_end`."""
+    workspace_id = sa.bindparam("workspace_id")
+    calls_today = (
+        select(func.count())
+        .select_from(Call)
+        .where(
+            Call.workspace_id == workspace_id,
+            col(Call.created_at) >= sa.bindparam("day_start"),
+            col(Call.created_at) < sa.bindparam("day_end"),
+        )
+        .scalar_subquery()
+    )
+    active = (StrategyVersion.workspace_id == workspace_id, StrategyVersion.status == StrategyStatus.ACTIVE)
+    preset = select(StrategyVersion.followup_preset).where(*active).limit(1).scalar_subquery()
+    overrides = select(StrategyVersion.interval_overrides).where(*active).limit(1).scalar_subquery()
+    return sa.select(calls_today, preset, overrides, *_attestations())
 
 
 def policy_decision(workspace_id: int, lead_id: int, verdict: PolicyVerdict) -> PolicyDecision:
