@@ -8,7 +8,7 @@ Below both the control API and the queue's workers, which re-check right before 
 import functools
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
@@ -48,14 +48,14 @@ def is_attested(db: Session, workspace_id: int, lead_id: int) -> bool:
 
 @functools.cache
 def _attestations_query() -> sa.Select:
-    return sa.select(*_attestations())
+    return sa.select(*_attestations(sa.bindparam("lead_id")))
 
 
-def _attestations() -> tuple[sa.ScalarSelect, sa.ScalarSelect]:
-    """The newest lead-scoped and workspace-wide attestations; binds `workspace_id` and `lead_id`."""
+def _attestations(lead_id: sa.ColumnElement[Any]) -> tuple[sa.ScalarSelect, sa.ScalarSelect]:
+    """The newest lead-scoped and workspace-wide attestations; binds `workspace_id`."""
     base = select(OutreachAttestation.granted).where(OutreachAttestation.workspace_id == sa.bindparam("workspace_id"))
     newest = (col(OutreachAttestation.timestamp).desc(), col(OutreachAttestation.id).desc())
-    lead_scope = OutreachAttestation.lead_id == sa.bindparam("lead_id")
+    lead_scope = OutreachAttestation.lead_id == lead_id
     workspace_scope = col(OutreachAttestation.lead_id).is_(None)
     return (
         base.where(lead_scope).order_by(*newest).limit(1).scalar_subquery(),
@@ -77,20 +77,24 @@ def gather_facts(
     exclude_call_id: str | None = None,
     requested_callback: bool = False,
     lead_is_new: bool = False,
+    stored: "StoredFacts | None" = None,
 ) -> OutreachFacts:
     """`exclude_call_id`: the call being decided on, when its row exists already (not an earlier attempt).
-    `lead_is_new`: the lead was created in this transaction, so it has no calls yet.
+    `lead_is_new`: the lead was created in this transaction, so it has no calls yet (and, when
+    `stored` is given, may not be written yet).
+    `stored`: the facts read already in this transaction (`facts_columns` in a query of the
+    caller's), nothing they depend on written since.
 
-    One round trip for the workspace's and the lead's facts (POST /calls answers in milliseconds),
-    a second for the lead's earlier calls unless it has none."""
-    assert workspace.id is not None and lead.id is not None  # stored rows
-    day_start, day_end = budget_day(now, workspace.timezone)
-    # On the session's connection (after a flush: an attestation just added counts), not through the
-    # ORM's execution path, which costs more CPU than the query's round trip on POST /calls.
-    db.flush()
-    bound = {"workspace_id": workspace.id, "lead_id": lead.id, "day_start": day_start, "day_end": day_end}
-    row: tuple[Any, ...] = tuple(db.connection().execute(_facts_query(), bound).one())
-    today, preset_value, overrides_value, lead_attested, workspace_attested = row
+    One round trip for the workspace's and the lead's facts (POST /calls answers in milliseconds)
+    unless `stored`, a second for the lead's earlier calls unless it has none."""
+    assert workspace.id is not None and (lead.id is not None or (lead_is_new and stored is not None))
+    if stored is None:
+        # On the session's connection (after a flush: an attestation just added counts), not through
+        # the ORM's execution path, which costs more CPU than the query's round trip on POST /calls.
+        db.flush()
+        bound = {**facts_values(workspace, now), "lead_id": lead.id}
+        stored = StoredFacts._make(db.connection().execute(_facts_query(), bound).one())
+    today, preset_value, overrides_value, lead_attested, workspace_attested = stored
     attempts: list[datetime] = []
     if not lead_is_new:
         earlier = select(Call.created_at).where(Call.lead_id == lead.id)
@@ -122,11 +126,34 @@ def gather_facts(
     )
 
 
+class StoredFacts(NamedTuple):
+    """The policy's facts that live in rows other than the lead's and the workspace's."""
+
+    calls_today: int
+    preset: Any  # the active strategy's follow-up preset, as stored
+    overrides: Any  # its interval overrides, as stored
+    lead_attested: Any  # the newest attestation naming the lead: granted, or None
+    workspace_attested: Any  # the newest workspace-wide one
+
+
+def facts_values(workspace: Workspace, now: datetime) -> dict[str, Any]:
+    """The values `facts_columns` binds."""
+    day_start, day_end = budget_day(now, workspace.timezone)
+    return {"workspace_id": workspace.id, "day_start": day_start, "day_end": day_end}
+
+
 @functools.cache
 def _facts_query() -> sa.Select:
     """Built once, its values bound at execution: building it per request cost more CPU than its
-    round trip. Binds `workspace_id`, `lead_id`, and the budget day's `day_start` and `day_end`."""
-    workspace_id = sa.bindparam("workspace_id")
+    round trip. Binds `lead_id` and `facts_values`."""
+    return sa.select(*facts_columns(sa.bindparam("lead_id")))
+
+
+def facts_columns(lead_id: sa.ColumnElement[Any]) -> tuple[sa.ScalarSelect, ...]:
+    """StoredFacts's columns, for a query of one's own (POST /calls reads them with the lead): the
+    lead's attestations are those of `lead_id` (a bound value, or a column of that query); binds
+    `facts_values`."""
+    workspace_id: sa.BindParameter[int] = sa.bindparam("workspace_id")
     calls_today = (
         select(func.count())
         .select_from(Call)
@@ -140,11 +167,11 @@ def _facts_query() -> sa.Select:
     active = (StrategyVersion.workspace_id == workspace_id, StrategyVersion.status == StrategyStatus.ACTIVE)
     preset = select(StrategyVersion.followup_preset).where(*active).limit(1).scalar_subquery()
     overrides = select(StrategyVersion.interval_overrides).where(*active).limit(1).scalar_subquery()
-    return sa.select(calls_today, preset, overrides, *_attestations())
+    return (calls_today, preset, overrides, *_attestations(lead_id))
 
 
-def policy_decision(workspace_id: int, lead_id: int, verdict: PolicyVerdict) -> PolicyDecision:
-    """The stored audit of one evaluation."""
+def policy_decision(workspace_id: int, lead_id: int | None, verdict: PolicyVerdict) -> PolicyDecision:
+    """The stored audit of one evaluation (`lead_id` None: the lead is written with it)."""
     return build_row(
         PolicyDecision,
         workspace_id=workspace_id,

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any
 from uuid import uuid4
 
 import sqlalchemy as sa
@@ -37,11 +38,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from call_queue import attempt_store
-from call_queue.policy_facts import gather_facts, policy_decision
+from call_queue.policy_facts import StoredFacts, facts_columns, facts_values, gather_facts, policy_decision
 from control_api.outreach_gate import OutreachRefused, default_workspace, record_request_consent
 from models.call_job import utcnow
 from models.call_queue import CallAttempt
@@ -49,7 +50,7 @@ from models.call_request import CallRequest
 from models.domain import Lead, Workspace, WorkspaceApiKey
 from models.enums import LIVE_ATTEMPT_STATUSES, AttemptStatus
 from models.outreach_policy import NOT_ALLOWED, decide
-from models.row_builder import build_row, insert_chained, insert_row
+from models.row_builder import build_row, insert_chain, insert_row
 from models.settings import Settings
 
 
@@ -74,7 +75,8 @@ def _by_key(db: Session, workspace_id: int, key: str) -> CallAttempt | None:
 
 @functools.cache
 def _lead_query(dialect: str, lock_timeout_ms: int) -> Select:
-    """The lead by number, one row whether it exists or not (an outer join from a one-row table).
+    """The lead by number and the policy's facts (StoredFacts), one row whether the lead exists or
+    not (an outer join from a one-row table): one round trip where they were two.
 
     On PostgreSQL the same statement bounds the transaction's lock waits, `set_config(..., true)`
     being SET LOCAL: a row or index entry locked elsewhere (the same new number in a concurrent
@@ -82,11 +84,11 @@ def _lead_query(dialect: str, lock_timeout_ms: int) -> Select:
     It is the transaction's first statement that writes nothing, so it runs before any lock is asked
     for. (SQLite's wait is the connection's busy timeout; the thread's deadline covers both.)"""
     found = (col(Lead.workspace_id) == sa.bindparam("workspace_id")) & (col(Lead.phone) == sa.bindparam("phone"))
-    if dialect != "postgresql":
-        return select(Lead).where(found)
+    columns: list[Any] = [Lead, *facts_columns(col(Lead.id))]
+    if dialect == "postgresql":
+        columns.append(sa.func.set_config("lock_timeout", f"{lock_timeout_ms}ms", True))
     one_row = sa.select(sa.literal(1).label("one")).subquery()
-    bound = sa.func.set_config("lock_timeout", f"{lock_timeout_ms}ms", True)
-    return select(Lead, bound).select_from(one_row).outerjoin(Lead, found)
+    return sa.select(*columns).select_from(one_row).outerjoin(Lead, found)
 
 
 # The default workspace's row, re-read at most this often: the anonymous form's every request needs
@@ -115,33 +117,46 @@ def _cached_default_workspace(db: Session) -> Workspace:
 
 def _lead(
     db: Session,
-    workspace_id: int,
+    workspace: Workspace,
     call_request: CallRequest,
     api_key: WorkspaceApiKey | None,
     now: datetime,
     lock_timeout_ms: int,
-) -> tuple[Lead, bool]:
-    """The lead for the number, created with the request's consent when new (no savepoint: a
-    concurrent request creating the same lead makes the commit fail, and the whole step runs again)."""
+) -> tuple[Lead, bool, StoredFacts | None]:
+    """The lead for the number, whether it is new, and the policy's facts when nothing they depend on
+    was written since they were read (else None: gather_facts reads them again).
+
+    A new lead with the visitor's consent is not written here: its INSERT goes with the call's (one
+    round trip; `_accept_call`). With a workspace key it is written at once, as the operator's
+    attestation names it. No savepoint: a concurrent request creating the same lead makes a later
+    statement or the commit fail, and the whole step runs again."""
+    assert workspace.id is not None
     query = _lead_query(db.get_bind().dialect.name, lock_timeout_ms)
-    row = db.execute(query, {"workspace_id": workspace_id, "phone": call_request.phone}).first()
-    lead = row[0] if row is not None else None
-    created = lead is None
+    bound = {**facts_values(workspace, now), "phone": call_request.phone}
+    row = db.execute(query, bound).one()
+    lead: Lead | None = row[0]
+    stored = StoredFacts(*row[1:6])
     if lead is None:
         lead = build_row(
-            Lead, workspace_id=workspace_id, phone=call_request.phone, external_id=call_request.phone, name=call_request.name
+            Lead, workspace_id=workspace.id, phone=call_request.phone, external_id=call_request.phone, name=call_request.name
         )
-        if api_key is None:  # the visitor's consent goes into the INSERT; an attestation needs the lead's id
+        if api_key is None:  # the visitor's consent goes into the INSERT
             record_request_consent(db, lead, api_key, now)
-            db.expunge(lead)  # record_request_consent adds it; the INSERT below writes it
+            db.expunge(lead)  # record_request_consent adds it; `_accept_call` writes it
+            return lead, True, stored
         insert_row(db, lead)
-        if api_key is not None:
-            record_request_consent(db, lead, api_key, now)
-        return lead, created
+        record_request_consent(db, lead, api_key, now)
+        return lead, True, None
     if call_request.name and not lead.name:
         lead.name = call_request.name
     record_request_consent(db, lead, api_key, now)
-    return lead, created
+    adds_attestation = api_key is not None and lead.opted_out_at is None
+    return lead, False, None if adds_attestation else stored
+
+
+def _stored_id(row: Lead) -> int:
+    assert row.id is not None  # a stored row
+    return row.id
 
 
 def _live_attempt(db: Session, lead_id: int) -> CallAttempt | None:
@@ -241,17 +256,19 @@ def _accept_call(
         if earlier is not None:
             return _answer(earlier, now, repeated=True)
     lock_timeout_ms = int(settings.call_intake_timeout_seconds * 1000)
-    lead, created = _lead(db, workspace.id, call_request, api_key, now, lock_timeout_ms)
-    assert lead.id is not None
-    facts = gather_facts(db, workspace, lead, settings, now, lead_is_new=created)
+    lead, created, stored = _lead(db, workspace, call_request, api_key, now, lock_timeout_ms)
+    facts = gather_facts(db, workspace, lead, settings, now, lead_is_new=created, stored=stored)
     verdict = decide(facts)
     decision = policy_decision(workspace.id, lead.id, verdict)
+    # A lead not written yet goes first in the chain of INSERTs, its new id in the rows after it.
+    lead_step: tuple[tuple[Lead, dict[str, SQLModel]], ...] = ((lead, {}),) if lead.id is None else ()
+    lead_link: dict[str, SQLModel] = {"lead_id": lead} if lead.id is None else {}
     if not verdict.allow_send and (verdict.reason_code in NOT_ALLOWED or verdict.next_allowed_at is None):
-        insert_row(db, decision)
+        insert_chain(db, *lead_step, (decision, lead_link))
         db.commit()
         assert decision.id is not None
         raise OutreachRefused(decision.id, verdict)
-    live = None if created else _live_attempt(db, lead.id)
+    live = None if created else _live_attempt(db, _stored_id(lead))
     if live is not None and not attempt_store.replace_waiting(db, live, now):
         # A worker has taken the lead's call: it may be ringing. The refusal is not the policy's;
         # the decision is kept all the same (an audit of every evaluation).
@@ -274,7 +291,7 @@ def _accept_call(
         created_at=now,
         updated_at=now,
     )
-    insert_chained(db, decision, attempt, "policy_decision_id")
+    insert_chain(db, *lead_step, (decision, lead_link), (attempt, {**lead_link, "policy_decision_id": decision}))
     db.commit()  # durable before the 202
     return _answer(attempt, now)
 

@@ -9,6 +9,7 @@ defaults here calls the factories directly and leaves SQLModel nothing to look u
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -32,49 +33,75 @@ def _insert_returning_id(table: sa.Table) -> sa.Insert:
     return sa.insert(table).returning(table.c.id)
 
 
-def _column_values(row: SQLModel, leave_out: str | None = None) -> dict[str, Any]:
+def _column_values(row: SQLModel, leave_out: Collection[str] = ()) -> dict[str, Any]:
     table: sa.Table = row.__table__  # type: ignore[attr-defined]
     return {
         column.name: value
         for column in table.columns
-        if column.name != leave_out and not ((value := getattr(row, column.name)) is None and column.primary_key)
+        if column.name not in leave_out and not ((value := getattr(row, column.name)) is None and column.primary_key)
     }
 
 
+# One row of a chain: its table, the columns given, and each link column with the chain position of
+# the earlier row whose new id it takes.
+_ChainShape = tuple[tuple[sa.Table, tuple[str, ...], tuple[tuple[str, int], ...]], ...]
+
+
 @functools.cache
-def _insert_chained(
-    parent: sa.Table, child: sa.Table, link: str, parent_columns: tuple[str, ...], child_columns: tuple[str, ...]
+def _chain_statement(shape: _ChainShape) -> sa.Insert:
+    # WITH row_0 AS (INSERT ... RETURNING id), row_1 AS (INSERT ... SELECT ..., row_0.id FROM row_0
+    # RETURNING id) INSERT ... SELECT ..., row_0.id, row_1.id FROM row_0, row_1 RETURNING id, <links>
+    made: list[sa.CTE] = []
+    *earlier, (last_table, last_columns, last_links) = shape
+    for position, (table, columns, links) in enumerate(earlier):
+        made.append(_chain_insert(position, table, columns, links, made).returning(table.c.id).cte(f"row_{position}"))
+    last = _chain_insert(len(earlier), last_table, last_columns, last_links, made)
+    return last.returning(last_table.c.id, *(last_table.c[column] for column, _ in last_links))
+
+
+def _chain_insert(
+    position: int, table: sa.Table, columns: tuple[str, ...], links: tuple[tuple[str, int], ...], made: list[sa.CTE]
 ) -> sa.Insert:
-    # WITH parent_row AS (INSERT INTO parent ... RETURNING id) INSERT INTO child (..., link) SELECT ..., parent_row.id
-    made = (
-        sa.insert(parent)
-        .values({name: sa.bindparam(f"p_{name}", type_=parent.c[name].type) for name in parent_columns})
-        .returning(parent.c.id)
-        .cte("parent_row")
-    )
-    given = [sa.bindparam(f"c_{name}", type_=child.c[name].type) for name in child_columns]
-    return sa.insert(child).from_select([*child_columns, link], sa.select(*given, made.c.id)).returning(child.c.id, child.c[link])
+    given = [sa.bindparam(f"r{position}_{name}", type_=table.c[name].type) for name in columns]
+    if not links:
+        return sa.insert(table).values(dict(zip(columns, given, strict=True)))
+    linked = [made[earlier] for _, earlier in links]
+    # One row each: joined on nothing (a cross join the statement means, said so).
+    rows: sa.FromClause = linked[0]
+    for row in dict.fromkeys(linked[1:]):
+        rows = rows.join(row, sa.true())
+    query = sa.select(*given, *(row.c.id for row in linked)).select_from(rows)
+    return sa.insert(table).from_select([*columns, *(column for column, _ in links)], query)
 
 
-def insert_chained(db: Session, parent: SQLModel, child: SQLModel, link: str) -> None:
-    """INSERT `parent`, then `child` with its `link` column naming the parent's new id, as insert_row
-    does each; on PostgreSQL in one statement (one round trip), elsewhere in two."""
-    if db.get_bind().dialect.name != "postgresql":
-        setattr(child, link, insert_row(db, parent))
-        insert_row(db, child)
+def insert_chain(db: Session, *steps: tuple[SQLModel, dict[str, SQLModel]]) -> None:
+    """INSERT the rows in order, as insert_row does each, every link column of a row (its dict)
+    taking the new id of the earlier row it names; on PostgreSQL in one statement (one round trip),
+    elsewhere one INSERT a row. The last row names every earlier one: its RETURNING gives their ids."""
+    if len(steps) == 1 or db.get_bind().dialect.name != "postgresql":
+        for row, links in steps:
+            for column, earlier in links.items():
+                setattr(row, column, earlier.id)  # type: ignore[attr-defined]
+            insert_row(db, row)
         return
-    parent_values, child_values = _column_values(parent), _column_values(child, leave_out=link)
-    statement = _insert_chained(
-        parent.__table__,  # type: ignore[attr-defined]
-        child.__table__,  # type: ignore[attr-defined]
-        link,
-        tuple(parent_values),
-        tuple(child_values),
-    )
-    values = {**{f"p_{k}": v for k, v in parent_values.items()}, **{f"c_{k}": v for k, v in child_values.items()}}
-    child_id, parent_id = db.connection().execute(statement, values).one()
-    parent.id, child.id = parent_id, child_id
-    setattr(child, link, parent_id)
+    position = {id(row): at for at, (row, _) in enumerate(steps)}
+    last, last_links = steps[-1]
+    assert sorted(position[id(earlier)] for earlier in last_links.values()) == list(range(len(steps) - 1))
+    shape: list[tuple[sa.Table, tuple[str, ...], tuple[tuple[str, int], ...]]] = []
+    values: dict[str, Any] = {}
+    for at, (row, links) in enumerate(steps):
+        given = _column_values(row, leave_out=links)
+        values.update({f"r{at}_{name}": value for name, value in given.items()})
+        links_at = tuple((column, position[id(earlier)]) for column, earlier in links.items())
+        shape.append((row.__table__, tuple(given), links_at))  # type: ignore[attr-defined]
+    last_id, *linked_ids = db.connection().execute(_chain_statement(tuple(shape)), values).one()
+    last.id = last_id
+    for (column, earlier), linked_id in zip(last_links.items(), linked_ids, strict=True):
+        setattr(last, column, linked_id)
+        earlier.id = linked_id
+    for row, links in steps[:-1]:
+        for column, earlier in links.items():
+            setattr(row, column, earlier.id)  # type: ignore[attr-defined]
 
 
 def insert_row(db: Session, row: SQLModel) -> int:

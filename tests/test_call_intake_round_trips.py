@@ -9,13 +9,16 @@ from fastapi import HTTPException
 from sqlalchemy import event
 from sqlmodel import Session, select
 
+from control_api import call_intake
 from control_api.call_intake import AcceptedCall, accept_call_in_time
+from control_api.outreach_gate import OutreachRefused, default_workspace
 from models import database
 from models.call_queue import CallAttempt
 from models.call_request import CallRequest
 from models.database import init_db, make_engine, make_loop_engine
 from models.domain import Lead, PolicyDecision
-from models.enums import AttemptStatus
+from models.enums import AttemptStatus, BudgetTier
+from models.outreach_policy import Reason
 from tests.support import CALL_REQUEST, make_settings
 
 
@@ -94,16 +97,17 @@ def statements_of(engine, work) -> tuple[list[str], int]:
     return statements, commits[0]
 
 
-# A new number's request, statement by statement: the lead looked up (on PostgreSQL bounding the lock
-# waits in the same statement) and inserted, the policy's facts in one query, then the decision and
-# the attempt, on PostgreSQL in one statement (WITH decision AS (INSERT ...) INSERT ...).
+# A new number's request, statement by statement: the lead looked up with the policy's facts (on
+# PostgreSQL bounding the lock waits in the same statement), then the lead, the decision and the
+# attempt inserted, on PostgreSQL in one statement (WITH row_0 AS (INSERT lead), row_1 AS (INSERT
+# decision) INSERT attempt).
 NEW_NUMBER_STATEMENTS = {
-    "sqlite": ["SELECT", "INSERT", "SELECT", "INSERT", "INSERT"],
-    "postgresql": ["SELECT", "INSERT", "SELECT", "WITH"],
+    "sqlite": ["SELECT", "INSERT", "INSERT", "INSERT"],
+    "postgresql": ["SELECT", "WITH"],
 }
 
 
-def test_a_new_numbers_request_is_four_statements_and_one_commit(intake, db_url, monkeypatch):
+def test_a_new_numbers_request_is_two_statements_on_postgresql_and_one_commit(intake, db_url, monkeypatch):
     settings = make_settings(db_url, enforce_calling_hours=False)
     intake.accept_one(settings, "+14155550700")  # the workspace cache filled
     engine = intake.statements_engine
@@ -235,7 +239,7 @@ def test_a_commit_the_server_dropped_is_not_run_again(pg_intake, postgres_url):
     inserts: list[str] = []
 
     def count_inserts(_conn, _cursor, statement, *_args) -> None:
-        if statement.startswith("INSERT"):
+        if statement.startswith(("INSERT", "WITH")):
             inserts.append(statement)
 
     event.listen(engine, "commit", drop_before_commit)
@@ -249,5 +253,27 @@ def test_a_commit_the_server_dropped_is_not_run_again(pg_intake, postgres_url):
     with Session(pg_intake.engine) as db:
         stored = db.exec(select(Lead).where(Lead.phone == "+14155550709")).all()
     assert refused.value.status_code == 503 and refused.value.headers["Retry-After"]
-    assert len(inserts) == 1  # the lead's INSERT once: the step ran once
+    assert len(inserts) == 1  # the INSERT of lead, decision and attempt once: the step ran once
     assert stored == []  # the server ended the transaction before its COMMIT
+
+
+def test_a_new_number_the_policy_refuses_keeps_its_lead_and_the_decision_naming_it(intake, db_url, monkeypatch):
+    """The refusal's chain: the lead (with the visitor's consent) and the decision, written together."""
+    monkeypatch.setattr(call_intake, "_default_workspace", None)
+    with Session(intake.engine) as db:
+        workspace = default_workspace(db)
+        workspace.budget_tier = BudgetTier.RED  # no calls at all: a refusal with no window in sight
+        db.add(workspace)
+        db.commit()
+    settings = make_settings(db_url, enforce_calling_hours=False)
+
+    [refused] = intake.accept(settings, "+14155550710")
+
+    assert isinstance(refused, OutreachRefused) and refused.verdict.reason_code is Reason.BUDGET_PAUSED
+    with Session(intake.engine) as db:
+        lead = db.exec(select(Lead).where(Lead.phone == "+14155550710")).one()
+        decision = db.get(PolicyDecision, refused.decision_id)
+        attempts = db.exec(select(CallAttempt)).all()
+    assert lead.consent and lead.consent_source is not None
+    assert (decision.lead_id, decision.allow_send, decision.reason_code) == (lead.id, False, "budget_paused")
+    assert attempts == []

@@ -31,6 +31,9 @@ def _store_down() -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="session store unavailable; nothing was dialed")
 
 
+CALL_STATUS_PATH = "/calls/{call_id}"
+
+
 # The abuse limits (rate limit, Turnstile) apply unless the request carries the API key.
 @router.post(
     "/calls",
@@ -73,7 +76,8 @@ async def create_call(
         id=accepted.call_id,
         status=accepted.status,
         scheduled_for=accepted.scheduled_for,
-        status_url=str(request.url_for("get_call", call_id=accepted.call_id)),
+        # Not request.url_for: it searches every route of the app by name, per request.
+        status_url=f"{str(request.base_url).rstrip('/')}{CALL_STATUS_PATH.format(call_id=accepted.call_id)}",
         telephony=settings.telephony_provider,
         # "url" only where the streams go elsewhere (the voice pool): otherwise the client dials the
         # address it reached us at, right even when PUBLIC_BASE_URL names another port.
@@ -115,7 +119,7 @@ def _stored(engine, workspace_key, call_id: UUID) -> tuple[Call | None, CallAtte
         return record, attempt
 
 
-@router.get("/calls/{call_id}", response_model=CallStatusResponse, name="get_call")
+@router.get(CALL_STATUS_PATH, response_model=CallStatusResponse, name="get_call")
 async def get_call(
     call_id: UUID,
     services: Annotated[Services, Depends(get_services)],
