@@ -49,8 +49,8 @@ REQUEST = {k: v for k, v in DEMO_REQUEST.items() if k not in ("phone", "constrai
 # The outreach policy's daily budget for one workspace (300 calls) bounds a run, warm-up included.
 DAILY_BUDGET = DAILY_CALL_BUDGET[BudgetTier.GREEN]
 MAX_COUNT = 280
-# Warm-up requests per client connection, sent concurrently as the measured ones are: the server
-# opens its database connections then, as a server in steady use has them open already.
+# Warm-up requests per client connection, sent before the measured ones in the same closed loop: the
+# server opens its database connections then, as a server in steady use has them open already.
 WARMUP_ROUNDS = 2
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -79,9 +79,6 @@ class Connection:
             f"Accept: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
         )
         return head.encode() + payload
-
-    async def post(self, path: str, body: dict) -> int:
-        return await self.send(self.request(path, body))
 
     async def send(self, request: bytes) -> int:
         if self.writer is None:
@@ -145,36 +142,40 @@ async def load(base_url: str, count: int, concurrency: int, max_seconds: float) 
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     connections = [Connection(host, port) for _ in range(concurrency)]
-    for _ in range(WARMUP_ROUNDS):
-        await asyncio.gather(*(connection.post("/calls", {**REQUEST, "phone": next(phones)}) for connection in connections))
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for _ in range(count):
-        queue.put_nowait(connections[0].request("/calls", {**REQUEST, "phone": next(phones)}))
+    # Warm-up and measured requests go through the same closed loop, the warm-up first: the clients
+    # start together (a burst of ten at once that a server in steady use never sees), and have
+    # drifted apart by the time the measured requests begin.
+    warmup = WARMUP_ROUNDS * concurrency
+    queue: asyncio.Queue[tuple[bool, bytes]] = asyncio.Queue()
+    for n in range(warmup + count):
+        queue.put_nowait((n >= warmup, connections[0].request("/calls", {**REQUEST, "phone": next(phones)})))
     deadline = time.monotonic() + max_seconds
+    server = _server_tree()
+    window: dict[str, float] = {}  # from the first measured request on
 
     async def client(connection: Connection) -> None:
         while time.monotonic() < deadline:
             try:
-                request = queue.get_nowait()
+                measured, request = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            if measured and not window:
+                window.update(began=time.perf_counter(), cpu=_cpu_seconds(server))
             started = time.perf_counter()
             try:
                 status = await connection.send(request)
             except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
-                statuses[0] += 1
+                status = 0
                 await connection.close()
+            if not measured:
                 continue
             statuses[status] += 1
             if status == 202:
                 latencies.append((time.perf_counter() - started) * 1000)
 
-    server = _server_tree()
-    cpu_before = _cpu_seconds(server)
-    began = time.perf_counter()
     await asyncio.gather(*(client(connection) for connection in connections))
-    wall = time.perf_counter() - began
-    server_cpu = _cpu_seconds(server) - cpu_before
+    wall = time.perf_counter() - window.get("began", time.perf_counter())
+    server_cpu = _cpu_seconds(server) - window.get("cpu", 0.0)
     for connection in connections:
         await connection.close()
 
