@@ -24,6 +24,7 @@ import asyncio
 import functools
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ def _lead(
     api_key: WorkspaceApiKey | None,
     now: datetime,
     lock_timeout_ms: int,
+    new_number_only: bool = False,
 ) -> tuple[Lead, bool, StoredFacts | None]:
     """The lead for the number, whether it is new, and the policy's facts when nothing they depend on
     was written since they were read (else None: gather_facts reads them again).
@@ -136,6 +138,8 @@ def _lead(
     row = db.execute(query, bound).one()
     lead: Lead | None = row[0]
     stored = StoredFacts(*row[1:6])
+    if new_number_only and (lead is not None or api_key is not None):
+        raise _NotANewNumber
     if lead is None:
         lead = build_row(
             Lead, workspace_id=workspace.id, phone=call_request.phone, external_id=call_request.phone, name=call_request.name
@@ -199,9 +203,24 @@ async def accept_call_on_loop(
     idempotency_key: str | None,
     now: datetime,
 ) -> AcceptedCall:
-    """`accept_call` with its round trips awaited on the event loop (PostgreSQL): the same step."""
+    """`accept_call` with its round trips awaited on the event loop (PostgreSQL): the same step.
+
+    The public form's request is first tried outside a transaction: for a number with no lead yet,
+    everything the step writes is one statement (`insert_chain`), atomic on its own, and leaving out
+    BEGIN and COMMIT saves two of its four round trips. Its lock waits are then bounded by the step's
+    deadline (the statement is cancelled in the server when the wait is given up), not by the
+    lookup's SET LOCAL. A number that has a lead, or a workspace key's request (the attestation names
+    a lead written first), runs in a transaction as `accept_call` does."""
 
     async def once() -> AcceptedCall:
+        if workspace_key is None:
+            try:
+                async with AsyncSession(_autocommit(engine), expire_on_commit=False) as db:
+                    return await db.run_sync(
+                        _accept_call, settings, call_request, None, idempotency_key, now, new_number_only=True
+                    )
+            except _NotANewNumber:
+                pass
         async with AsyncSession(engine, expire_on_commit=False) as db:
             return await db.run_sync(_accept_call, settings, call_request, workspace_key, idempotency_key, now)
 
@@ -211,6 +230,20 @@ async def accept_call_on_loop(
         if not _run_again(error):
             raise
         return await once()
+
+
+class _NotANewNumber(Exception):
+    """The number has a lead: its step may write several statements, so it runs in a transaction."""
+
+
+_AUTOCOMMIT: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def _autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The engine, its connections (the same pool) used outside transactions."""
+    if engine not in _AUTOCOMMIT:
+        _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return _AUTOCOMMIT[engine]
 
 
 def _run_again(error: DBAPIError) -> bool:
@@ -242,12 +275,17 @@ def _writer_turn(engine: Engine) -> Iterator[None]:
 
 def _accept_call(
     db: Session,
+    /,
     settings: Settings,
     call_request: CallRequest,
     workspace_key: tuple[Workspace, WorkspaceApiKey] | None,
     idempotency_key: str | None,
     now: datetime,
+    *,
+    new_number_only: bool = False,
 ) -> AcceptedCall:
+    """`new_number_only`: outside a transaction, so every write must be one statement: stop with
+    _NotANewNumber, before writing anything, when the number has a lead."""
     workspace = db.merge(workspace_key[0], load=False) if workspace_key else _cached_default_workspace(db)
     api_key = workspace_key[1] if workspace_key else None
     assert workspace.id is not None  # a stored row
@@ -256,7 +294,7 @@ def _accept_call(
         if earlier is not None:
             return _answer(earlier, now, repeated=True)
     lock_timeout_ms = int(settings.call_intake_timeout_seconds * 1000)
-    lead, created, stored = _lead(db, workspace, call_request, api_key, now, lock_timeout_ms)
+    lead, created, stored = _lead(db, workspace, call_request, api_key, now, lock_timeout_ms, new_number_only)
     facts = gather_facts(db, workspace, lead, settings, now, lead_is_new=created, stored=stored)
     verdict = decide(facts)
     decision = policy_decision(workspace.id, lead.id, verdict)

@@ -3,6 +3,7 @@ right when two requests for one new number race. The step runs as the service ru
 the event loop with PostgreSQL, in a worker thread with SQLite."""
 
 import asyncio
+import time
 
 import pytest
 from fastapi import HTTPException
@@ -77,12 +78,14 @@ def request_for(phone: str) -> CallRequest:
     return CallRequest.model_validate({**CALL_REQUEST, "phone": phone})
 
 
-def statements_of(engine, work) -> tuple[list[str], int]:
+def statements_of(engine, work, isolation: list[str] | None = None) -> tuple[list[str], int]:
     statements: list[str] = []
     commits = [0]
 
-    def on_execute(_conn, _cursor, statement, *_args) -> None:
+    def on_execute(conn, _cursor, statement, *_args) -> None:
         statements.append(statement.split(None, 1)[0].upper())
+        if isolation is not None:
+            isolation.append(conn.get_execution_options().get("isolation_level", "transaction"))
 
     def on_commit(_conn) -> None:
         commits[0] += 1
@@ -113,12 +116,15 @@ def test_a_new_numbers_request_is_two_statements_on_postgresql_and_one_commit(in
     engine = intake.statements_engine
     pings = count_pings(engine, monkeypatch)
 
-    statements, commits = statements_of(engine, lambda: intake.accept_one(settings, "+14155550701"))
+    isolation: list[str] = []
+    statements, commits = statements_of(engine, lambda: intake.accept_one(settings, "+14155550701"), isolation)
 
-    # No SET, no ping of a connection in use a moment ago. (Besides these, PostgreSQL's BEGIN and COMMIT.)
+    # No SET, no ping of a connection in use a moment ago.
     assert statements == NEW_NUMBER_STATEMENTS[engine.dialect.name]
     assert pings == []
     assert commits == 1  # no savepoints: on SQLite each released one was a commit of its own
+    # On PostgreSQL outside a transaction (no BEGIN, no COMMIT sent): what it writes is one statement.
+    assert set(isolation) == ({"AUTOCOMMIT"} if engine.dialect.name == "postgresql" else {"transaction"})
     with Session(intake.engine) as db:
         attempt = db.exec(select(CallAttempt).order_by(CallAttempt.id.desc())).first()
         decision = db.get(PolicyDecision, attempt.policy_decision_id)
@@ -138,8 +144,10 @@ def count_pings(engine, monkeypatch) -> list[int]:
 
 
 def test_postgresql_lock_waits_are_bounded_by_the_lead_lookup(postgres_url):
+    """A number that has a lead runs in a transaction, whose lock waits the lookup bounds."""
     intake = Intake(postgres_url)
     settings = make_settings(postgres_url, call_intake_timeout_seconds=2.5)
+    intake.accept_one(settings, "+14155550703")  # the lead, and a call waiting that the next replaces
     seen: list[str] = []
 
     def on_commit(connection) -> None:  # still inside the transaction, right before its COMMIT
@@ -222,9 +230,11 @@ def test_two_requests_for_one_new_number_at_once_leave_one_lead_and_one_live_cal
 
 def test_a_commit_the_server_dropped_is_not_run_again(pg_intake, postgres_url):
     """Whether a COMMIT whose connection died took is unknown: the step is not run a second time (it
-    would replace the call the first one may have stored); the request answers 503 instead."""
+    would replace the call the first one may have stored); the request answers 503 instead. (A
+    number that has a lead: a new number's step sends no COMMIT.)"""
     settings = make_settings(postgres_url)
     pg_intake.accept_one(settings, "+14155550708")
+    first = pg_intake.accept_one(settings, "+14155550709")
     engine = pg_intake.statements_engine
 
     def drop_before_commit(connection) -> None:
@@ -251,10 +261,12 @@ def test_a_commit_the_server_dropped_is_not_run_again(pg_intake, postgres_url):
         event.remove(engine, "commit", drop_before_commit)
         event.remove(engine, "before_cursor_execute", count_inserts)
     with Session(pg_intake.engine) as db:
-        stored = db.exec(select(Lead).where(Lead.phone == "+14155550709")).all()
+        lead = db.exec(select(Lead).where(Lead.phone == "+14155550709")).one()
+        attempts = db.exec(select(CallAttempt).where(CallAttempt.lead_id == lead.id)).all()
     assert refused.value.status_code == 503 and refused.value.headers["Retry-After"]
-    assert len(inserts) == 1  # the INSERT of lead, decision and attempt once: the step ran once
-    assert stored == []  # the server ended the transaction before its COMMIT
+    assert len(inserts) == 1  # the INSERT of decision and attempt once: the step ran once
+    # The server ended the transaction before its COMMIT: the first call is still the one waiting.
+    assert [(a.call_id, a.status is AttemptStatus.CANCELED) for a in attempts] == [(first.call_id, False)]
 
 
 def test_a_new_number_the_policy_refuses_keeps_its_lead_and_the_decision_naming_it(intake, db_url, monkeypatch):
@@ -277,3 +289,28 @@ def test_a_new_number_the_policy_refuses_keeps_its_lead_and_the_decision_naming_
     assert lead.consent and lead.consent_source is not None
     assert (decision.lead_id, decision.allow_send, decision.reason_code) == (lead.id, False, "budget_paused")
     assert attempts == []
+
+
+def test_a_new_number_waiting_on_a_lock_answers_503_and_its_statement_is_cancelled(pg_intake, postgres_url):
+    """Outside a transaction no SET LOCAL bounds the wait: the step's deadline does, and the statement
+    given up on is cancelled in the server, not left waiting on its connection."""
+    settings = make_settings(postgres_url, call_intake_timeout_seconds=1.0)
+    pg_intake.accept_one(settings, "+14155550711")
+    locker = make_engine(postgres_url)
+    try:
+        with locker.connect() as connection, connection.begin():
+            connection.exec_driver_sql("LOCK TABLE lead IN EXCLUSIVE MODE")  # reads pass, writes wait
+            started = time.monotonic()
+            with pytest.raises(HTTPException) as busy:
+                pg_intake.accept_one(settings, "+14155550712")
+            waited = time.monotonic() - started
+            still_waiting = connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).scalar_one()
+    finally:
+        locker.dispose()
+    answer = pg_intake.accept_one(settings, "+14155550712")
+
+    assert busy.value.status_code == 503 and waited < 10  # answered, not held until the lock went
+    assert still_waiting == 0
+    assert answer.status == "queued"  # the pool's connections still serve
